@@ -1,0 +1,76 @@
+"""The external event contracts on the ``sidebar`` exchange.
+
+These shapes are fixed: clients outside this repository publish
+``conversation.opened`` and subscribe to ``sidebar.ready.<business>.<conversation>``.
+The message type and schema version travel in the AMQP ``type`` property and a
+``schema_version`` header, so the JSON bodies stay exactly as documented.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+
+from shared.contracts.widget_output import WidgetOutput
+from shared.ids import Id
+
+CONVERSATION_OPENED = "conversation.opened"
+SIDEBAR_READY = "sidebar.ready"
+SCHEMA_VERSION = 1
+
+WidgetStatus = Literal["ok", "error", "timeout"]
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EventContext(_Contract):
+    """What a widget sees as ``context``: the conversation, its customer and the business."""
+
+    conversation: dict[str, Any]
+    customer: dict[str, Any] | None
+    business: dict[str, Any]
+
+
+class ConversationOpened(_Contract):
+    """Inbound, routing key ``conversation.opened``: an agent opened a conversation."""
+
+    event_id: Id
+    business_id: Id
+    conversation_id: Id
+    occurred_at: AwareDatetime
+    agent_id: Id | None = None
+    context: EventContext | None = None
+
+
+class WidgetError(_Contract):
+    type: str
+    message: str
+
+
+class SidebarWidget(_Contract):
+    widget_id: Id
+    name: str
+    position: int
+    status: WidgetStatus
+    duration_ms: int = Field(ge=0)
+    data: WidgetOutput
+    error: WidgetError | None
+
+
+class SidebarReady(_Contract):
+    """Outbound, routing key ``sidebar.ready.<business_id>.<conversation_id>``."""
+
+    event_id: str
+    business_id: Id
+    conversation_id: Id
+    trigger_event_id: Id
+    generated_at: datetime
+    widgets: list[SidebarWidget]
+
+
+decode_conversation_opened = TypeAdapter(ConversationOpened).validate_json
+decode_sidebar_ready = TypeAdapter(SidebarReady).validate_json

@@ -1,0 +1,47 @@
+"""The MongoDB adapter: client factory, collection names and error translation.
+
+Works on MongoDB 6+ and on FerretDB: it uses no change streams, TTL indexes,
+transactions or write concerns. Idempotency comes from deterministic ``_id``s
+and conditional single-document updates, which both servers make atomic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
+
+from shared.errors import PermanentError, TransientError
+
+Document = dict[str, Any]
+
+BUSINESSES = "businesses"
+API_KEYS = "api_keys"
+CUSTOMERS = "customers"
+CONVERSATIONS = "conversations"
+WIDGETS = "widgets"
+RUNS = "runs"
+SIDEBARS = "sidebars"
+
+
+def connect_mongo(url: str, *, app_name: str) -> AsyncMongoClient[Document]:
+    """Create a client; it connects lazily on first use."""
+    return AsyncMongoClient(url, tz_aware=True, appname=app_name, serverSelectionTimeoutMS=5000)
+
+
+@contextmanager
+def mongo_errors(operation: str) -> Iterator[None]:
+    """Translate driver errors: unreachable or timed out is transient, the rest permanent."""
+    try:
+        yield
+    except DuplicateKeyError:
+        raise
+    except ConnectionFailure as exc:
+        raise TransientError(f"MongoDB unavailable during {operation}: {type(exc).__name__}") from exc
+    except PyMongoError as exc:
+        if exc.timeout:
+            raise TransientError(f"MongoDB timed out during {operation}") from exc
+        raise PermanentError(f"MongoDB rejected {operation}: {exc}") from exc
