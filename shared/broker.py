@@ -72,7 +72,7 @@ class Broker:
             try:
                 connection = await aio_pika.connect_robust(url, client_properties={"connection_name": name})
                 break
-            except _DRIVER_ERRORS + (OSError,) as exc:
+            except (*_DRIVER_ERRORS, OSError) as exc:
                 if time.monotonic() + delay > deadline:
                     raise TransientError(f"RabbitMQ is unreachable: {type(exc).__name__}: {exc}") from exc
                 log.warning("broker.connect_retry", error=type(exc).__name__, retry_in_s=delay)

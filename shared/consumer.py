@@ -147,7 +147,7 @@ class Consumer(Generic[M]):
         except PermanentError as exc:
             kind = "contract" if isinstance(exc, ContractError) else "permanent"
             outcome, error = await self._dead_letter(message, kind, str(exc))
-        except Exception as exc:  # noqa: BLE001 - unknown failures retry, bounded, then dead-letter
+        except Exception as exc:
             detail = f"{type(exc).__name__}: {exc}"
             if not isinstance(exc, TransientError):
                 log.exception("consumer.unexpected_error", consumer=self.name, **fields)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+from pamqp.common import FieldTable
 
 EXCHANGE = "sidebar"
 INTERNAL_EXCHANGE = "sidebar.internal"
@@ -56,7 +57,7 @@ QUEUES = (
     QueueSpec(WIDGET_JOBS_QUEUE, INTERNAL_EXCHANGE, WIDGET_JOB_KEY),
 )
 
-_WORK_QUEUE_ARGUMENTS = {
+_WORK_QUEUE_ARGUMENTS: FieldTable = {
     "x-queue-type": "quorum",
     "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
     "x-delivery-limit": DELIVERY_LIMIT,
@@ -76,9 +77,7 @@ async def declare_topology(channel: AbstractChannel) -> Topology:
         INTERNAL_EXCHANGE: await channel.declare_exchange(INTERNAL_EXCHANGE, ExchangeType.DIRECT, durable=True),
         DEAD_LETTER_EXCHANGE: await channel.declare_exchange(DEAD_LETTER_EXCHANGE, ExchangeType.FANOUT, durable=True),
     }
-    dead_letters = await channel.declare_queue(
-        DEAD_LETTER_QUEUE, durable=True, arguments={"x-queue-type": "quorum"}
-    )
+    dead_letters = await channel.declare_queue(DEAD_LETTER_QUEUE, durable=True, arguments={"x-queue-type": "quorum"})
     await dead_letters.bind(exchanges[DEAD_LETTER_EXCHANGE], routing_key="")
     queues = {DEAD_LETTER_QUEUE: dead_letters}
     for spec in QUEUES:

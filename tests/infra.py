@@ -48,7 +48,9 @@ def _require_port(url: str, default_port: int, what: str) -> None:
 def _rabbitmqctl(*args: str) -> None:
     result = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=60, check=False)
     if result.returncode != 0:
-        raise pytest.UsageError(f"rabbitmqctl {' '.join(args)} failed: {result.stderr.strip() or result.stdout.strip()}")
+        raise pytest.UsageError(
+            f"rabbitmqctl {' '.join(args)} failed: {result.stderr.strip() or result.stdout.strip()}"
+        )
 
 
 @contextmanager

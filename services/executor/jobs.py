@@ -1,0 +1,103 @@
+"""The job handler: run one widget job, validate its output, publish the result.
+
+Sidebar jobs report to the orchestrator's results queue; test-run jobs reply to
+the caller's ``reply_to`` queue. A job that waited past its expiry is not run:
+its sidebar has been assembled already, so it is reported as a timeout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+
+from executor.metrics import ExecutorMetrics
+from executor.runner import RunOutcome, RunRequest, WidgetRunner
+from shared.broker import Broker, OutgoingMessage
+from shared.consumer import Delivery
+from shared.contracts.events import WidgetError
+from shared.contracts.jobs import WidgetJob, WidgetResult
+from shared.contracts.widget_output import InvalidWidgetOutput, validate_widget_output
+from shared.errors import PermanentError
+from shared.topology import INTERNAL_EXCHANGE, WIDGET_RESULT_KEY
+
+log = structlog.get_logger(__name__)
+
+
+def result_for(job: WidgetJob, outcome: RunOutcome) -> WidgetResult:
+    """Turn a raw run outcome into a result, validating the return format."""
+    status, data, error = outcome.status, None, None
+    if outcome.status == "ok":
+        try:
+            data = validate_widget_output(outcome.value)
+        except InvalidWidgetOutput as exc:
+            status = "error"
+            error = WidgetError(type="invalid_return", message=f"return value does not match the format: {exc}")
+    else:
+        error = WidgetError(type=outcome.error_type or outcome.status, message=outcome.error_message or "")
+    return WidgetResult(
+        job_id=job.job_id,
+        run_id=job.run_id,
+        purpose=job.purpose,
+        business_id=job.business_id,
+        conversation_id=job.conversation_id,
+        widget_id=job.widget_id,
+        status=status,
+        duration_ms=round(outcome.duration_s * 1000),
+        data=data,
+        error=error,
+        logs=outcome.logs,
+        logs_truncated=outcome.logs_truncated,
+        finished_at=datetime.now(UTC),
+    )
+
+
+@dataclass(frozen=True)
+class JobHandler:
+    runner: WidgetRunner
+    broker: Broker
+    metrics: ExecutorMetrics
+
+    async def __call__(self, job: WidgetJob, delivery: Delivery) -> None:
+        if job.purpose == "test" and not delivery.reply_to:
+            raise PermanentError("a test job needs an AMQP reply_to queue")
+        outcome = await self._run(job)
+        result = result_for(job, outcome)
+        self.metrics.jobs.labels(job.purpose, result.status).inc()
+        self.metrics.widget_duration.labels(result.status).observe(outcome.duration_s)
+        await self._publish(result, delivery)
+        log.info(
+            "widget.finished",
+            status=result.status,
+            duration_ms=result.duration_ms,
+            error_type=result.error.type if result.error else None,
+        )
+
+    async def _run(self, job: WidgetJob) -> RunOutcome:
+        remaining = (job.expires_at - datetime.now(UTC)).total_seconds()
+        if remaining <= 0:
+            return RunOutcome(
+                "timeout", 0.0, error_type="timeout", error_message="job expired before an executor could run it"
+            )
+        self.metrics.in_flight.inc()
+        try:
+            return await self.runner.run(
+                RunRequest(code=job.code, context=job.context.model_dump(), timeout_s=min(job.timeout_s, remaining))
+            )
+        finally:
+            self.metrics.in_flight.dec()
+
+    async def _publish(self, result: WidgetResult, delivery: Delivery) -> None:
+        message = OutgoingMessage(
+            result.model_dump_json().encode(),
+            message_type="widget.result",
+            message_id=result.job_id,
+            correlation_id=delivery.correlation_id or result.job_id,
+        )
+        if result.purpose == "test":
+            assert delivery.reply_to is not None
+            await self.broker.publish_direct(delivery.reply_to, message)
+        else:
+            await self.broker.publish(INTERNAL_EXCHANGE, WIDGET_RESULT_KEY, message)
+        self.metrics.results.labels(result.purpose).inc()

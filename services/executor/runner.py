@@ -1,0 +1,37 @@
+"""The runner port: how a widget's code gets executed in isolation.
+
+One small interface so the isolation strategy (a fresh process per job today,
+a warm sandbox later) can change without touching the job handler.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+RunStatus = Literal["ok", "error", "timeout"]
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    code: str
+    context: dict[str, Any]
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What happened to one run. ``value`` is the decoded return value when ``status`` is ok;
+    it is not yet validated against the return format."""
+
+    status: RunStatus
+    duration_s: float
+    value: Any = None
+    error_type: str | None = None
+    error_message: str | None = None
+    logs: str = ""
+    logs_truncated: bool = False
+
+
+class WidgetRunner(Protocol):
+    async def run(self, request: RunRequest) -> RunOutcome: ...

@@ -1,0 +1,59 @@
+"""Assemble a sidebar from a run: pure logic, no I/O.
+
+Every snapshotted widget appears exactly once, in position order; a widget
+without a result gets ``timeout``; failed widgets carry their name as the title
+and no items, so the frontend can keep the card's header.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from orchestrator.runs import Run, WidgetSnapshot
+from shared.contracts.events import SidebarReady, SidebarWidget, WidgetError
+from shared.contracts.widget_output import WidgetOutput, placeholder_output
+
+_SIDEBAR_NAMESPACE = uuid.UUID("5b0f6a1e-3c2d-4e8f-9a7b-1d2c3e4f5a6b")
+
+
+def sidebar_event_id(run_id: str) -> str:
+    """Deterministic, so a re-published sidebar carries the same id and clients can dedupe."""
+    return uuid.uuid5(_SIDEBAR_NAMESPACE, run_id).hex
+
+
+def _entry(run: Run, widget: WidgetSnapshot, generated_at: datetime) -> SidebarWidget:
+    result = run.results.get(widget.widget_id)
+    if result is None:
+        waited = max(0, round((generated_at - run.received_at).total_seconds() * 1000))
+        return SidebarWidget(
+            widget_id=widget.widget_id,
+            name=widget.name,
+            position=widget.position,
+            status="timeout",
+            duration_ms=waited,
+            data=placeholder_output(widget.name),
+            error=WidgetError(type="timeout", message="no result arrived before the sidebar deadline"),
+        )
+    ok = result.status == "ok" and result.data is not None
+    return SidebarWidget(
+        widget_id=widget.widget_id,
+        name=widget.name,
+        position=widget.position,
+        status="ok" if ok else ("timeout" if result.status == "timeout" else "error"),
+        duration_ms=result.duration_ms,
+        data=WidgetOutput.model_validate(result.data) if ok else placeholder_output(widget.name),
+        error=None if ok else WidgetError.model_validate(result.error or {"type": "error", "message": ""}),
+    )
+
+
+def assemble_sidebar(run: Run, generated_at: datetime) -> SidebarReady:
+    ordered = sorted(run.widgets, key=lambda w: (w.position, w.widget_id))
+    return SidebarReady(
+        event_id=sidebar_event_id(run.run_id),
+        business_id=run.business_id,
+        conversation_id=run.conversation_id,
+        trigger_event_id=run.run_id,
+        generated_at=generated_at,
+        widgets=[_entry(run, widget, generated_at) for widget in ordered],
+    )

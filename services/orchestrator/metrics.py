@@ -1,0 +1,43 @@
+"""Orchestrator metrics, registered on the service's own registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from shared.metrics import LATENCY_BUCKETS, WIDGET_DURATION_BUCKETS
+
+
+class OrchestratorMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.sidebar_latency = Histogram(
+            "orchestrator_sidebar_latency_seconds",
+            "From receiving conversation.opened to publishing sidebar.ready.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.events = Counter(
+            "orchestrator_events_total",
+            "conversation.opened events, by outcome (started, duplicate, resumed).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.jobs = Counter("orchestrator_jobs_published_total", "Widget jobs published.", registry=registry)
+        self.results = Counter(
+            "orchestrator_results_total",
+            "Widget results received, by status and outcome (recorded, ignored).",
+            ["status", "outcome"],
+            registry=registry,
+        )
+        self.widget_duration = Histogram(
+            "orchestrator_widget_duration_seconds",
+            "Widget execution time as reported in results, by status.",
+            ["status"],
+            buckets=WIDGET_DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.sidebars = Counter(
+            "orchestrator_sidebars_published_total",
+            "Sidebars published, by how they closed (complete, deadline).",
+            ["closed_by"],
+            registry=registry,
+        )

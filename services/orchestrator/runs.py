@@ -1,0 +1,80 @@
+"""Runs: one per ``conversation.opened`` event, the unit of idempotency.
+
+A run snapshots the widgets that were active when the event arrived, collects
+one result per widget and moves ``collecting -> assembling -> published``.
+Every transition is a conditional single-document update, so duplicate
+deliveries and competing replicas cannot produce a second sidebar.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from shared.contracts.events import SidebarReady
+
+RunStatus = Literal["collecting", "assembling", "published"]
+
+
+@dataclass(frozen=True)
+class WidgetSnapshot:
+    widget_id: str
+    name: str
+    position: int
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class WidgetDefinition:
+    snapshot: WidgetSnapshot
+    code: str
+
+
+@dataclass(frozen=True)
+class RecordedResult:
+    status: str
+    duration_ms: int
+    data: dict[str, Any] | None
+    error: dict[str, str] | None
+    job_id: str
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    business_id: str
+    conversation_id: str
+    status: RunStatus
+    received_at: datetime
+    deadline_at: datetime
+    widgets: tuple[WidgetSnapshot, ...]
+    jobs_published: bool = False
+    results: dict[str, RecordedResult] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return all(w.widget_id in self.results for w in self.widgets)
+
+
+class RunStore(Protocol):
+    async def create(self, run: Run) -> bool:
+        """Insert the run; False when a run with this id already exists."""
+
+    async def get(self, run_id: str) -> Run | None: ...
+
+    async def mark_jobs_published(self, run_id: str) -> None: ...
+
+    async def record_result(self, run_id: str, widget_id: str, result: RecordedResult) -> Run | None:
+        """Record a widget's first result while the run is collecting; None if it was not recorded."""
+
+    async def claim_for_assembly(self, run_id: str, now: datetime, lease_s: float) -> Run | None:
+        """Atomically take the run for assembly; None if another claim holds or it is done."""
+
+    async def complete(self, run_id: str, sidebar: SidebarReady) -> None:
+        """Store the sidebar in the run history and as the conversation's latest."""
+
+    async def mark_published(self, run_id: str, published_at: datetime) -> None: ...
+
+    async def due(self, now: datetime, lease_s: float, limit: int) -> list[str]:
+        """Runs past their deadline, or whose assembly claim has expired."""
