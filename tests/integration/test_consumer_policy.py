@@ -1,0 +1,171 @@
+"""The consume wrapper on a real broker: ack, bounded retry, and dead-lettering with a reason."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+from aio_pika.abc import AbstractIncomingMessage
+from prometheus_client import CollectorRegistry
+
+from shared.broker import Broker, OutgoingMessage
+from shared.consumer import Consumer, ConsumerMetrics, Delivery, RetryPolicy
+from shared.errors import PermanentError, TransientError
+from shared.topology import DEAD_LETTER_QUEUE, INTERNAL_EXCHANGE, WIDGET_JOB_KEY, WIDGET_JOBS_QUEUE
+
+
+@dataclass
+class Recorder:
+    """A handler whose behaviour per message is chosen by the message's ``mode``."""
+
+    seen: list[tuple[str, int]] = field(default_factory=list)
+    done: dict[str, asyncio.Event] = field(default_factory=dict)
+
+    def event(self, key: str) -> asyncio.Event:
+        return self.done.setdefault(key, asyncio.Event())
+
+    async def __call__(self, message: dict[str, str], delivery: Delivery) -> None:
+        self.seen.append((message["id"], delivery.attempt))
+        mode = message["mode"]
+        if mode == "flaky" and delivery.attempt < 3:
+            raise TransientError("database unavailable")
+        if mode == "always-transient":
+            raise TransientError("still down")
+        if mode == "permanent":
+            raise PermanentError("cannot ever work")
+        if mode == "bug":
+            raise KeyError("unexpected")
+        self.event(message["id"]).set()
+
+
+def _decode(body: bytes) -> dict[str, str]:
+    value = json.loads(body)
+    if not isinstance(value, dict) or "id" not in value:
+        raise ValueError("expected an object with an id")
+    return value
+
+
+@pytest.fixture
+async def consumer(broker: Broker) -> AsyncIterator[tuple[Consumer[dict[str, str]], Recorder]]:
+    await broker.queue(WIDGET_JOBS_QUEUE).purge()
+    await broker.queue(DEAD_LETTER_QUEUE).purge()
+    recorder = Recorder()
+    value: Consumer[dict[str, str]] = Consumer(
+        name="test",
+        broker=broker,
+        queue_name=WIDGET_JOBS_QUEUE,
+        decode=_decode,
+        handler=recorder,
+        log_fields=lambda m: {"event_id": m["id"]},
+        metrics=ConsumerMetrics(CollectorRegistry(), "test"),
+        policy=RetryPolicy(max_attempts=3, backoff_initial_s=0.01, backoff_max_s=0.05),
+    )
+    await value.start()
+    yield value, recorder
+    await value.stop(5)
+
+
+async def _publish(broker: Broker, body: bytes) -> None:
+    await broker.publish(INTERNAL_EXCHANGE, WIDGET_JOB_KEY, OutgoingMessage(body, message_type="test"))
+
+
+async def _next_dead_letter(broker: Broker) -> AbstractIncomingMessage:
+    queue = broker.queue(DEAD_LETTER_QUEUE)
+    async with queue.iterator() as messages:
+        async for message in messages:
+            await message.ack()
+            return message
+    raise AssertionError("dead-letter iterator ended")
+
+
+async def test_a_good_message_is_handled_and_acked(
+    consumer: tuple[Consumer[dict[str, str]], Recorder], broker: Broker
+) -> None:
+    _, recorder = consumer
+    key = uuid.uuid4().hex
+    await _publish(broker, json.dumps({"id": key, "mode": "ok"}).encode())
+    await asyncio.wait_for(recorder.event(key).wait(), 10)
+    assert recorder.seen == [(key, 1)]
+
+
+async def test_transient_failures_are_retried_until_success(
+    consumer: tuple[Consumer[dict[str, str]], Recorder], broker: Broker
+) -> None:
+    _, recorder = consumer
+    key = uuid.uuid4().hex
+    await _publish(broker, json.dumps({"id": key, "mode": "flaky"}).encode())
+    await asyncio.wait_for(recorder.event(key).wait(), 10)
+    assert recorder.seen == [(key, 1), (key, 2), (key, 3)]
+
+
+async def test_undecodable_messages_are_dead_lettered_with_the_reason(
+    consumer: tuple[Consumer[dict[str, str]], Recorder], broker: Broker
+) -> None:
+    await _publish(broker, b"\x00not json")
+    dead = await asyncio.wait_for(_next_dead_letter(broker), 10)
+    assert dead.body == b"\x00not json"
+    assert dead.headers["x-error-kind"] == "contract"
+    assert dead.headers["x-consumer"] == "test"
+    assert dead.headers["x-original-routing-key"] == WIDGET_JOB_KEY
+    _, recorder = consumer
+    key = uuid.uuid4().hex
+    await _publish(broker, json.dumps({"id": key, "mode": "ok"}).encode())
+    await asyncio.wait_for(recorder.event(key).wait(), 10)
+
+
+async def test_permanent_errors_are_dead_lettered_at_once(
+    consumer: tuple[Consumer[dict[str, str]], Recorder], broker: Broker
+) -> None:
+    _, recorder = consumer
+    key = uuid.uuid4().hex
+    await _publish(broker, json.dumps({"id": key, "mode": "permanent"}).encode())
+    dead = await asyncio.wait_for(_next_dead_letter(broker), 10)
+    assert dead.headers["x-error-kind"] == "permanent"
+    assert "cannot ever work" in str(dead.headers["x-error"])
+    assert recorder.seen == [(key, 1)]
+
+
+@pytest.mark.parametrize("mode", ["always-transient", "bug"])
+async def test_retries_are_bounded_then_dead_lettered(
+    consumer: tuple[Consumer[dict[str, str]], Recorder], broker: Broker, mode: str
+) -> None:
+    _, recorder = consumer
+    key = uuid.uuid4().hex
+    await _publish(broker, json.dumps({"id": key, "mode": mode}).encode())
+    dead = await asyncio.wait_for(_next_dead_letter(broker), 10)
+    assert dead.headers["x-error-kind"] == "retries_exhausted"
+    assert recorder.seen == [(key, 1), (key, 2), (key, 3)]
+
+
+async def test_handlers_run_concurrently_up_to_the_prefetch(broker: Broker) -> None:
+    await broker.queue(WIDGET_JOBS_QUEUE).purge()
+    started: list[str] = []
+    release = asyncio.Event()
+    all_started = asyncio.Event()
+
+    async def handler(message: dict[str, str], delivery: Delivery) -> None:
+        started.append(message["id"])
+        if len(started) == 3:
+            all_started.set()
+        await release.wait()
+
+    value: Consumer[dict[str, str]] = Consumer(
+        name="concurrency",
+        broker=broker,
+        queue_name=WIDGET_JOBS_QUEUE,
+        decode=_decode,
+        handler=handler,
+        log_fields=lambda m: {},
+        metrics=ConsumerMetrics(CollectorRegistry(), "test"),
+    )
+    await value.start()
+    for n in range(3):
+        await _publish(broker, json.dumps({"id": str(n), "mode": "ok"}).encode())
+    await asyncio.wait_for(all_started.wait(), 10)
+    release.set()
+    await value.stop(5)
+    assert sorted(started) == ["0", "1", "2"]

@@ -1,0 +1,107 @@
+"""The MongoDB run store on a real MongoDB-protocol server: every transition is atomic and idempotent."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from orchestrator.assembly import assemble_sidebar
+from orchestrator.mongo_runs import MongoRunStore
+from orchestrator.runs import RecordedResult, Run, WidgetSnapshot
+from pymongo.asynchronous.database import AsyncDatabase
+
+from shared.ids import scoped_key
+from shared.mongo import SIDEBARS, Document
+
+
+def _run(now: datetime, *, deadline_s: float = 10) -> Run:
+    return Run(
+        run_id=uuid.uuid4().hex,
+        business_id="acme",
+        conversation_id=f"c-{uuid.uuid4().hex[:8]}",
+        status="collecting",
+        received_at=now,
+        deadline_at=now + timedelta(seconds=deadline_s),
+        widgets=(WidgetSnapshot("a", "A", 1, 5.0), WidgetSnapshot("b", "B", 2, 5.0)),
+    )
+
+
+def _result(status: str = "ok") -> RecordedResult:
+    data = {"title": "A", "items": []} if status == "ok" else None
+    return RecordedResult(status=status, duration_ms=5, data=data, error=None, job_id="j")
+
+
+async def test_a_run_is_created_once(db: AsyncDatabase[Document]) -> None:
+    store = MongoRunStore(db)
+    run = _run(datetime.now(UTC))
+    assert await store.create(run) is True
+    assert await store.create(run) is False
+    stored = await store.get(run.run_id)
+    assert stored is not None
+    assert stored.widgets == run.widgets
+    assert stored.jobs_published is False
+
+
+async def test_only_the_first_result_per_widget_is_recorded(db: AsyncDatabase[Document]) -> None:
+    store = MongoRunStore(db)
+    run = _run(datetime.now(UTC))
+    await store.create(run)
+    first = await store.record_result(run.run_id, "a", _result("ok"))
+    assert first is not None and set(first.results) == {"a"} and not first.complete
+    assert await store.record_result(run.run_id, "a", _result("error")) is None
+    both = await store.record_result(run.run_id, "b", _result("ok"))
+    assert both is not None and both.complete
+    stored = await store.get(run.run_id)
+    assert stored is not None and stored.results["a"].status == "ok"
+
+
+async def test_concurrent_claims_have_exactly_one_winner(db: AsyncDatabase[Document]) -> None:
+    store = MongoRunStore(db)
+    now = datetime.now(UTC)
+    run = _run(now)
+    await store.create(run)
+    claims = await asyncio.gather(*(store.claim_for_assembly(run.run_id, now, 30) for _ in range(8)))
+    assert sum(claim is not None for claim in claims) == 1
+    assert await store.record_result(run.run_id, "a", _result()) is None, "no results after the claim"
+
+
+async def test_an_expired_claim_can_be_taken_over(db: AsyncDatabase[Document]) -> None:
+    store = MongoRunStore(db)
+    now = datetime.now(UTC)
+    run = _run(now)
+    await store.create(run)
+    assert await store.claim_for_assembly(run.run_id, now, 30) is not None
+    assert await store.claim_for_assembly(run.run_id, now + timedelta(seconds=5), 30) is None
+    assert await store.claim_for_assembly(run.run_id, now + timedelta(seconds=31), 30) is not None
+
+
+async def test_due_lists_runs_past_their_deadline_once_jobs_are_out(db: AsyncDatabase[Document]) -> None:
+    store = MongoRunStore(db)
+    now = datetime.now(UTC)
+    late, fresh, unpublished = _run(now, deadline_s=-1), _run(now, deadline_s=60), _run(now, deadline_s=-1)
+    for run in (late, fresh, unpublished):
+        await store.create(run)
+    await store.mark_jobs_published(late.run_id)
+    await store.mark_jobs_published(fresh.run_id)
+    due = await store.due(now, 30, 100)
+    assert late.run_id in due
+    assert fresh.run_id not in due
+    assert unpublished.run_id not in due, "its event is still unacked and will be redelivered"
+
+
+async def test_the_latest_sidebar_is_never_replaced_by_an_older_one(db: AsyncDatabase[Document]) -> None:
+    store = MongoRunStore(db)
+    now = datetime.now(UTC)
+    older, newer = _run(now), _run(now)
+    newer = Run(**{**vars(newer), "conversation_id": older.conversation_id})
+    for run in (older, newer):
+        await store.create(run)
+    await store.complete(newer.run_id, assemble_sidebar(newer, now + timedelta(seconds=2)))
+    await store.complete(older.run_id, assemble_sidebar(older, now + timedelta(seconds=1)))
+    latest = await db[SIDEBARS].find_one({"_id": scoped_key("acme", older.conversation_id)})
+    assert latest is not None
+    assert latest["trigger_event_id"] == newer.run_id
+    history = await store.get(older.run_id)
+    assert history is not None
+    assert (await db["runs"].find_one({"_id": older.run_id}) or {}).get("sidebar") is not None
