@@ -64,13 +64,17 @@ class Broker:
         self.topology = topology
 
     @classmethod
-    async def connect(cls, url: str, *, prefetch: int, name: str, connect_timeout_s: float = 60.0) -> Broker:
+    async def connect(
+        cls, url: str, *, prefetch: int, name: str, connect_timeout_s: float = 60.0, reconnect_interval_s: float = 1.0
+    ) -> Broker:
         """Connect, waiting for the broker to come up for at most ``connect_timeout_s``."""
         deadline = time.monotonic() + connect_timeout_s
         delay = 0.25
         while True:
             try:
-                connection = await aio_pika.connect_robust(url, client_properties={"connection_name": name})
+                connection = await aio_pika.connect_robust(
+                    url, client_properties={"connection_name": name}, reconnect_interval=reconnect_interval_s
+                )
                 break
             except (*_DRIVER_ERRORS, OSError) as exc:
                 if time.monotonic() + delay > deadline:

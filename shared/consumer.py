@@ -161,7 +161,8 @@ class Consumer(Generic[M]):
             elapsed = time.perf_counter() - started
             self._metrics.messages.labels(self.name, outcome).inc()
             self._metrics.handle_seconds.labels(self.name).observe(elapsed)
-            log.info(
+            emit = log.info if outcome == "acked" else log.warning
+            emit(
                 "message.handled",
                 consumer=self.name,
                 outcome=outcome,

@@ -23,6 +23,7 @@ class CommonSettings(BaseSettings):
     log_level: str = Field(default="INFO", pattern="(?i)^(debug|info|warning|error)$")
     metrics_host: str = "127.0.0.1"
     broker_connect_timeout_s: float = Field(default=60.0, gt=0)
+    broker_reconnect_interval_s: float = Field(default=1.0, gt=0)
     drain_timeout_s: float = Field(default=35.0, ge=0)
 
     @field_validator("rabbitmq_url")

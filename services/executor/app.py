@@ -70,6 +70,7 @@ async def serve(settings: ExecutorSettings, stop: asyncio.Event) -> None:
             prefetch=settings.executor_concurrency,
             name="executor",
             connect_timeout_s=settings.broker_connect_timeout_s,
+            reconnect_interval_s=settings.broker_reconnect_interval_s,
         )
         stack.push_async_callback(broker.close)
         consumer = Consumer(

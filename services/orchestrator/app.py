@@ -57,6 +57,7 @@ async def serve(settings: OrchestratorSettings, stop: asyncio.Event) -> None:
             prefetch=settings.orchestrator_prefetch,
             name="orchestrator",
             connect_timeout_s=settings.broker_connect_timeout_s,
+            reconnect_interval_s=settings.broker_reconnect_interval_s,
         )
         stack.push_async_callback(broker.close)
 
