@@ -6,11 +6,11 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from pymongo.asynchronous.database import AsyncDatabase
+
 from orchestrator.assembly import assemble_sidebar
 from orchestrator.mongo_runs import MongoRunStore
 from orchestrator.runs import RecordedResult, Run, WidgetSnapshot
-from pymongo.asynchronous.database import AsyncDatabase
-
 from shared.ids import scoped_key
 from shared.mongo import SIDEBARS, Document
 
