@@ -1,18 +1,27 @@
-"""The MongoDB run store on a real MongoDB-protocol server: every transition is atomic and idempotent."""
+"""One behaviour suite for the run store, run against the MongoDB adapter on a real
+MongoDB-protocol server and against the in-memory fake: every transition is atomic and idempotent."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from orchestrator.assembly import assemble_sidebar
+from orchestrator.memory_runs import InMemoryRunStore
 from orchestrator.mongo_runs import MongoRunStore
-from orchestrator.runs import RecordedResult, Run, WidgetSnapshot
+from orchestrator.runs import RecordedResult, Run, RunStore, WidgetSnapshot
 from shared.ids import scoped_key
 from shared.mongo import SIDEBARS, Document
+
+
+@pytest.fixture(params=["mongo", "memory"])
+async def store(request: pytest.FixtureRequest, db: AsyncDatabase[Document]) -> AsyncIterator[RunStore]:
+    yield InMemoryRunStore() if request.param == "memory" else MongoRunStore(db)
 
 
 def _run(now: datetime, *, deadline_s: float = 10) -> Run:
@@ -32,8 +41,7 @@ def _result(status: str = "ok") -> RecordedResult:
     return RecordedResult(status=status, duration_ms=5, data=data, error=None, job_id="j")
 
 
-async def test_a_run_is_created_once(db: AsyncDatabase[Document]) -> None:
-    store = MongoRunStore(db)
+async def test_a_run_is_created_once(store: RunStore) -> None:
     run = _run(datetime.now(UTC))
     assert await store.create(run) is True
     assert await store.create(run) is False
@@ -43,8 +51,7 @@ async def test_a_run_is_created_once(db: AsyncDatabase[Document]) -> None:
     assert stored.jobs_published is False
 
 
-async def test_only_the_first_result_per_widget_is_recorded(db: AsyncDatabase[Document]) -> None:
-    store = MongoRunStore(db)
+async def test_only_the_first_result_per_widget_is_recorded(store: RunStore) -> None:
     run = _run(datetime.now(UTC))
     await store.create(run)
     first = await store.record_result(run.run_id, "a", _result("ok"))
@@ -56,8 +63,7 @@ async def test_only_the_first_result_per_widget_is_recorded(db: AsyncDatabase[Do
     assert stored is not None and stored.results["a"].status == "ok"
 
 
-async def test_concurrent_claims_have_exactly_one_winner(db: AsyncDatabase[Document]) -> None:
-    store = MongoRunStore(db)
+async def test_concurrent_claims_have_exactly_one_winner(store: RunStore) -> None:
     now = datetime.now(UTC)
     run = _run(now)
     await store.create(run)
@@ -66,8 +72,7 @@ async def test_concurrent_claims_have_exactly_one_winner(db: AsyncDatabase[Docum
     assert await store.record_result(run.run_id, "a", _result()) is None, "no results after the claim"
 
 
-async def test_an_expired_claim_can_be_taken_over(db: AsyncDatabase[Document]) -> None:
-    store = MongoRunStore(db)
+async def test_an_expired_claim_can_be_taken_over(store: RunStore) -> None:
     now = datetime.now(UTC)
     run = _run(now)
     await store.create(run)
@@ -76,8 +81,7 @@ async def test_an_expired_claim_can_be_taken_over(db: AsyncDatabase[Document]) -
     assert await store.claim_for_assembly(run.run_id, now + timedelta(seconds=31), 30) is not None
 
 
-async def test_due_lists_runs_past_their_deadline_once_jobs_are_out(db: AsyncDatabase[Document]) -> None:
-    store = MongoRunStore(db)
+async def test_due_lists_runs_past_their_deadline_once_jobs_are_out(store: RunStore) -> None:
     now = datetime.now(UTC)
     late, fresh, unpublished = _run(now, deadline_s=-1), _run(now, deadline_s=60), _run(now, deadline_s=-1)
     for run in (late, fresh, unpublished):
