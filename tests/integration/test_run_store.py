@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,8 +19,8 @@ from shared.mongo import SIDEBARS, Document
 
 
 @pytest.fixture(params=["mongo", "memory"])
-async def store(request: pytest.FixtureRequest, db: AsyncDatabase[Document]) -> AsyncIterator[RunStore]:
-    yield InMemoryRunStore() if request.param == "memory" else MongoRunStore(db)
+def store(request: pytest.FixtureRequest, db: AsyncDatabase[Document]) -> RunStore:
+    return InMemoryRunStore() if request.param == "memory" else MongoRunStore(db)
 
 
 def _run(now: datetime, *, deadline_s: float = 10) -> Run:
