@@ -1,8 +1,10 @@
 """The MongoDB adapter: client factory, collection names and error translation.
 
 Works on MongoDB 6+ and on FerretDB: it uses no change streams, TTL indexes,
-transactions or write concerns. Idempotency comes from deterministic ``_id``s
-and conditional single-document updates, which both servers make atomic.
+transactions or write concerns. Idempotency comes from inserts with
+deterministic ``_id``s, the one write both servers make atomic: FerretDB's
+SQLite backend applies updates as read-modify-write outside a transaction
+(FerretDB issue #3040), so conditional updates cannot decide a race there.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ CUSTOMERS = "customers"
 CONVERSATIONS = "conversations"
 WIDGETS = "widgets"
 RUNS = "runs"
+RUN_RESULTS = "run_results"
+RUN_CLAIMS = "run_claims"
 SIDEBARS = "sidebars"
 
 

@@ -19,6 +19,7 @@ class InMemoryRunStore:
         self.claimed_at: dict[str, datetime] = {}
         self.history: dict[str, SidebarReady] = {}
         self.latest: dict[tuple[str, str], SidebarReady] = {}
+        self.job_ids: set[str] = set()
 
     async def create(self, run: Run) -> bool:
         if run.run_id in self.runs:
@@ -32,25 +33,25 @@ class InMemoryRunStore:
     async def mark_jobs_published(self, run_id: str) -> None:
         self.runs[run_id] = dataclasses.replace(self.runs[run_id], jobs_published=True)
 
-    async def record_result(self, run_id: str, widget_id: str, result: RecordedResult) -> Run | None:
+    async def record_result(self, run_id: str, widget_id: str, result: RecordedResult) -> bool:
+        if result.job_id in self.job_ids:
+            return False
+        self.job_ids.add(result.job_id)
         run = self.runs.get(run_id)
-        if run is None or run.status != "collecting" or widget_id in run.results:
-            return None
-        updated = dataclasses.replace(run, results={**run.results, widget_id: result})
-        self.runs[run_id] = updated
-        return updated
+        if run is not None and widget_id not in run.results:
+            self.runs[run_id] = dataclasses.replace(run, results={**run.results, widget_id: result})
+        return True
 
     async def claim_for_assembly(self, run_id: str, now: datetime, lease_s: float) -> Run | None:
         run = self.runs.get(run_id)
-        if run is None:
+        if run is None or run.status == "published":
             return None
-        expired = run.status == "assembling" and self.claimed_at[run_id] <= now - timedelta(seconds=lease_s)
-        if run.status != "collecting" and not expired:
+        claimed = self.claimed_at.get(run_id)
+        if claimed is not None and claimed > now - timedelta(seconds=lease_s):
             return None
-        claimed = dataclasses.replace(run, status="assembling")
-        self.runs[run_id] = claimed
+        self.runs[run_id] = dataclasses.replace(run, status="assembling")
         self.claimed_at[run_id] = now
-        return claimed
+        return self.runs[run_id]
 
     async def complete(self, run_id: str, sidebar: SidebarReady) -> None:
         self.history[run_id] = sidebar

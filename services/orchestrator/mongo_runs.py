@@ -1,23 +1,24 @@
-"""The MongoDB adapter of the run store (collections ``runs`` and ``sidebars``).
+"""The MongoDB adapter of the run store: collections ``runs``, ``run_results``,
+``run_claims`` and ``sidebars``.
 
-Only single-document conditional writes are used (no transactions), which is
-what both MongoDB and FerretDB guarantee to be atomic.
+Exactly-once decisions are inserts with deterministic ``_id``s (see runs.py);
+the run document itself is only written by the replica holding the claim.
 """
 
 from __future__ import annotations
 
 import contextlib
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ReturnDocument
+from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from orchestrator.runs import RecordedResult, Run, WidgetSnapshot
 from shared.contracts.events import SidebarReady
 from shared.ids import scoped_key
-from shared.mongo import RUNS, SIDEBARS, Document, mongo_errors
+from shared.mongo import RUN_CLAIMS, RUN_RESULTS, RUNS, SIDEBARS, Document, mongo_errors
 
 
 def _to_document(run: Run) -> Document:
@@ -33,12 +34,14 @@ def _to_document(run: Run) -> Document:
             {"widget_id": w.widget_id, "name": w.name, "position": w.position, "timeout_s": w.timeout_s}
             for w in run.widgets
         ],
-        "results": {},
     }
 
 
-def _from_document(doc: Document) -> Run:
-    results: dict[str, Any] = doc.get("results") or {}
+def _from_documents(doc: Document, results: list[Document]) -> Run:
+    recorded: dict[str, RecordedResult] = {}
+    for result in results:
+        fields: dict[str, Any] = {k: result[k] for k in ("status", "duration_ms", "data", "error", "job_id")}
+        recorded.setdefault(result["widget_id"], RecordedResult(**fields))
     return Run(
         run_id=doc["_id"],
         business_id=doc["business_id"],
@@ -48,13 +51,15 @@ def _from_document(doc: Document) -> Run:
         deadline_at=doc["deadline_at"],
         widgets=tuple(WidgetSnapshot(**w) for w in doc["widgets"]),
         jobs_published=bool(doc.get("jobs_published")),
-        results={widget_id: RecordedResult(**r) for widget_id, r in results.items()},
+        results=recorded,
     )
 
 
 class MongoRunStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._runs = db[RUNS]
+        self._results = db[RUN_RESULTS]
+        self._claims = db[RUN_CLAIMS]
         self._sidebars = db[SIDEBARS]
 
     async def create(self, run: Run) -> bool:
@@ -68,34 +73,41 @@ class MongoRunStore:
     async def get(self, run_id: str) -> Run | None:
         with mongo_errors("read run"):
             doc = await self._runs.find_one({"_id": run_id})
-        return None if doc is None else _from_document(doc)
+            if doc is None:
+                return None
+            results = await self._results.find({"run_id": run_id}).sort("recorded_at", 1).to_list()
+        return _from_documents(doc, results)
 
     async def mark_jobs_published(self, run_id: str) -> None:
         with mongo_errors("mark jobs published"):
             await self._runs.update_one({"_id": run_id}, {"$set": {"jobs_published": True}})
 
-    async def record_result(self, run_id: str, widget_id: str, result: RecordedResult) -> Run | None:
-        field = f"results.{widget_id}"
+    async def record_result(self, run_id: str, widget_id: str, result: RecordedResult) -> bool:
+        document = {"_id": result.job_id, "run_id": run_id, "widget_id": widget_id, **vars(result)}
         with mongo_errors("record result"):
-            doc = await self._runs.find_one_and_update(
-                {"_id": run_id, "status": "collecting", field: {"$exists": False}},
-                {"$set": {field: vars(result)}},
-                return_document=ReturnDocument.AFTER,
-            )
-        return None if doc is None else _from_document(doc)
+            try:
+                await self._results.insert_one({**document, "recorded_at": datetime.now(UTC)})
+            except DuplicateKeyError:
+                return False
+        return True
 
     async def claim_for_assembly(self, run_id: str, now: datetime, lease_s: float) -> Run | None:
-        expired = now - timedelta(seconds=lease_s)
         with mongo_errors("claim run"):
-            doc = await self._runs.find_one_and_update(
-                {
-                    "_id": run_id,
-                    "$or": [{"status": "collecting"}, {"status": "assembling", "claimed_at": {"$lte": expired}}],
-                },
-                {"$set": {"status": "assembling", "claimed_at": now}},
-                return_document=ReturnDocument.AFTER,
-            )
-        return None if doc is None else _from_document(doc)
+            run = await self._runs.find_one({"_id": run_id}, {"status": 1})
+            if run is None or run["status"] == "published":
+                return None
+            latest = await self._claims.find_one({"run_id": run_id}, sort=[("attempt", DESCENDING)])
+            if latest is not None and latest["claimed_at"] > now - timedelta(seconds=lease_s):
+                return None
+            attempt = 1 if latest is None else latest["attempt"] + 1
+            try:
+                await self._claims.insert_one(
+                    {"_id": f"{run_id}:{attempt}", "run_id": run_id, "attempt": attempt, "claimed_at": now}
+                )
+            except DuplicateKeyError:
+                return None
+            await self._runs.update_one({"_id": run_id}, {"$set": {"status": "assembling", "claimed_at": now}})
+        return await self.get(run_id)
 
     async def complete(self, run_id: str, sidebar: SidebarReady) -> None:
         body = sidebar.model_dump(mode="json")
@@ -138,3 +150,5 @@ class MongoRunStore:
         with mongo_errors("create indexes"):
             await self._runs.create_index([("status", 1), ("deadline_at", 1)])
             await self._runs.create_index([("business_id", 1), ("conversation_id", 1), ("created_at", -1)])
+            await self._results.create_index([("run_id", 1)])
+            await self._claims.create_index([("run_id", 1), ("attempt", -1)])

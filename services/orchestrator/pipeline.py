@@ -199,11 +199,13 @@ class ResultHandler:
             error=result.error.model_dump() if result.error else None,
             job_id=result.job_id,
         )
-        run = await self.runs.record_result(result.run_id, result.widget_id, recorded)
-        self.metrics.results.labels(result.status, "ignored" if run is None else "recorded").inc()
-        if run is None:
-            log.info("result.ignored", reason="duplicate, late or unknown run")
+        fresh = await self.runs.record_result(result.run_id, result.widget_id, recorded)
+        run = await self.runs.get(result.run_id) if fresh else None
+        if run is None or run.status != "collecting":
+            self.metrics.results.labels(result.status, "ignored").inc()
+            log.info("result.ignored", reason="duplicate result, or its run is unknown or already assembled")
             return
+        self.metrics.results.labels(result.status, "recorded").inc()
         self.metrics.widget_duration.labels(result.status).observe(result.duration_ms / 1000)
         if run.complete:
             await self.finalizer.finalize(run.run_id)

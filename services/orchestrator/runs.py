@@ -2,8 +2,12 @@
 
 A run snapshots the widgets that were active when the event arrived, collects
 one result per widget and moves ``collecting -> assembling -> published``.
-Every transition is a conditional single-document update, so duplicate
-deliveries and competing replicas cannot produce a second sidebar.
+
+Every decision that must have exactly one winner is an insert with a
+deterministic ``_id``: the run (event id), each result (job id) and each
+assembly claim (run id and attempt). Inserts are atomic on MongoDB and on
+FerretDB alike; conditional updates are not atomic on FerretDB's SQLite
+backend, so nothing here relies on them for correctness.
 """
 
 from __future__ import annotations
@@ -61,15 +65,17 @@ class RunStore(Protocol):
     async def create(self, run: Run) -> bool:
         """Insert the run; False when a run with this id already exists."""
 
-    async def get(self, run_id: str) -> Run | None: ...
+    async def get(self, run_id: str) -> Run | None:
+        """The run with the results recorded so far."""
 
     async def mark_jobs_published(self, run_id: str) -> None: ...
 
-    async def record_result(self, run_id: str, widget_id: str, result: RecordedResult) -> Run | None:
-        """Record a widget's first result while the run is collecting; None if it was not recorded."""
+    async def record_result(self, run_id: str, widget_id: str, result: RecordedResult) -> bool:
+        """Record a job's result once; False when this job's result was already recorded."""
 
     async def claim_for_assembly(self, run_id: str, now: datetime, lease_s: float) -> Run | None:
-        """Atomically take the run for assembly; None if another claim holds or it is done."""
+        """Take the run for assembly, with its results; None if another claim holds or it is done.
+        A claim older than ``lease_s`` on an unpublished run can be taken over."""
 
     async def complete(self, run_id: str, sidebar: SidebarReady) -> None:
         """Store the sidebar in the run history and as the conversation's latest."""

@@ -35,9 +35,9 @@ def _run(now: datetime, *, deadline_s: float = 10) -> Run:
     )
 
 
-def _result(status: str = "ok") -> RecordedResult:
+def _result(status: str = "ok", job_id: str = "j") -> RecordedResult:
     data = {"title": "A", "items": []} if status == "ok" else None
-    return RecordedResult(status=status, duration_ms=5, data=data, error=None, job_id="j")
+    return RecordedResult(status=status, duration_ms=5, data=data, error=None, job_id=job_id)
 
 
 async def test_a_run_is_created_once(store: RunStore) -> None:
@@ -50,16 +50,29 @@ async def test_a_run_is_created_once(store: RunStore) -> None:
     assert stored.jobs_published is False
 
 
-async def test_only_the_first_result_per_widget_is_recorded(store: RunStore) -> None:
+async def test_each_job_result_is_recorded_once(store: RunStore) -> None:
     run = _run(datetime.now(UTC))
     await store.create(run)
-    first = await store.record_result(run.run_id, "a", _result("ok"))
-    assert first is not None and set(first.results) == {"a"} and not first.complete
-    assert await store.record_result(run.run_id, "a", _result("error")) is None
-    both = await store.record_result(run.run_id, "b", _result("ok"))
+    assert await store.record_result(run.run_id, "a", _result("ok", "job-a")) is True
+    assert await store.record_result(run.run_id, "a", _result("error", "job-a")) is False
+    partial = await store.get(run.run_id)
+    assert partial is not None and set(partial.results) == {"a"} and not partial.complete
+    assert await store.record_result(run.run_id, "b", _result("ok", "job-b")) is True
+    both = await store.get(run.run_id)
     assert both is not None and both.complete
+    assert both.results["a"].status == "ok"
+
+
+async def test_concurrent_results_are_never_lost(store: RunStore) -> None:
+    widgets = tuple(WidgetSnapshot(f"w{n}", f"W{n}", n, 5.0) for n in range(12))
+    run = Run(**{**vars(_run(datetime.now(UTC))), "widgets": widgets})
+    await store.create(run)
+    recorded = await asyncio.gather(
+        *(store.record_result(run.run_id, w.widget_id, _result("ok", f"job-{w.widget_id}")) for w in widgets)
+    )
+    assert all(recorded)
     stored = await store.get(run.run_id)
-    assert stored is not None and stored.results["a"].status == "ok"
+    assert stored is not None and stored.complete
 
 
 async def test_concurrent_claims_have_exactly_one_winner(store: RunStore) -> None:
@@ -68,7 +81,6 @@ async def test_concurrent_claims_have_exactly_one_winner(store: RunStore) -> Non
     await store.create(run)
     claims = await asyncio.gather(*(store.claim_for_assembly(run.run_id, now, 30) for _ in range(8)))
     assert sum(claim is not None for claim in claims) == 1
-    assert await store.record_result(run.run_id, "a", _result()) is None, "no results after the claim"
 
 
 async def test_an_expired_claim_can_be_taken_over(store: RunStore) -> None:
@@ -78,6 +90,8 @@ async def test_an_expired_claim_can_be_taken_over(store: RunStore) -> None:
     assert await store.claim_for_assembly(run.run_id, now, 30) is not None
     assert await store.claim_for_assembly(run.run_id, now + timedelta(seconds=5), 30) is None
     assert await store.claim_for_assembly(run.run_id, now + timedelta(seconds=31), 30) is not None
+    await store.mark_published(run.run_id, now)
+    assert await store.claim_for_assembly(run.run_id, now + timedelta(seconds=99), 30) is None
 
 
 async def test_due_lists_runs_past_their_deadline_once_jobs_are_out(store: RunStore) -> None:
