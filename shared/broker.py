@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aio_pika
@@ -45,7 +44,7 @@ class OutgoingMessage:
     message_id: str | None = None
     correlation_id: str | None = None
     reply_to: str | None = None
-    headers: Mapping[str, str | int] | None = None
+    headers: HeadersType | None = None
 
 
 class Broker:
@@ -93,7 +92,7 @@ class Broker:
         self, exchange: str, routing_key: str, message: OutgoingMessage, *, mandatory: bool = True
     ) -> None:
         """Publish a persistent message and wait for the broker's confirm."""
-        headers: HeadersType = dict(message.headers or {})
+        headers: HeadersType = dict(message.headers or {})  # aio-pika may add to it
         amqp_message = aio_pika.Message(
             message.body,
             content_type="application/json",

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import structlog
-from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.abc import AbstractIncomingMessage, HeadersType
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import ValidationError
 
@@ -173,7 +173,8 @@ class Consumer(Generic[M]):
             )
 
     async def _dead_letter(self, message: AbstractIncomingMessage, kind: str, reason: str) -> tuple[str, str]:
-        headers: dict[str, str | int] = {
+        headers: HeadersType = {
+            **(message.headers or {}),
             "x-consumer": self.name,
             "x-error-kind": kind,
             "x-error": reason[:_MAX_HEADER_TEXT],
@@ -184,7 +185,14 @@ class Consumer(Generic[M]):
             await self._broker.publish(
                 DEAD_LETTER_EXCHANGE,
                 "",
-                OutgoingMessage(message.body, message_type=message.type or "unknown", headers=headers),
+                OutgoingMessage(
+                    message.body,
+                    message_type=message.type or "unknown",
+                    message_id=message.message_id,
+                    correlation_id=message.correlation_id,
+                    reply_to=message.reply_to,
+                    headers=headers,
+                ),
                 mandatory=False,
             )
         except TransientError:

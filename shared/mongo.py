@@ -5,6 +5,8 @@ transactions or write concerns. Idempotency comes from inserts with
 deterministic ``_id``s, the one write both servers make atomic: FerretDB's
 SQLite backend applies updates as read-modify-write outside a transaction
 (FerretDB issue #3040), so conditional updates cannot decide a race there.
+Hot paths read by ``_id`` only: FerretDB's SQLite backend pushes nothing else
+down, so any other filter scans and decodes the whole collection.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ CONVERSATIONS = "conversations"
 WIDGETS = "widgets"
 RUNS = "runs"
 RUN_RESULTS = "run_results"
-RUN_CLAIMS = "run_claims"
+RUN_MARKERS = "run_markers"
+RUN_DEADLINES = "run_deadlines"
 SIDEBARS = "sidebars"
 
 

@@ -6,8 +6,28 @@ the entry point. Connection URLs are ``SecretStr`` so they never show in a repr 
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+from typing import TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.contracts.errors import describe_errors
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+class InvalidSettings(SystemExit):
+    """Raised at start-up; the message names the variables but never echoes their values."""
+
+
+def load_settings(cls: type[S]) -> S:
+    try:
+        return cls()
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        for error in errors:
+            error["loc"] = tuple(str(part).upper() for part in error["loc"])
+        raise InvalidSettings(f"invalid configuration: {describe_errors(errors)}") from None
 
 
 def _require_scheme(value: SecretStr, schemes: tuple[str, ...], name: str) -> SecretStr:

@@ -33,8 +33,9 @@ def build_runner(settings: ExecutorSettings) -> SubprocessRunner:
             memory_bytes=settings.executor_memory_limit_mb * 1024 * 1024,
             log_bytes=settings.executor_log_limit_bytes,
             result_bytes=settings.executor_result_limit_bytes,
-            sandbox_uid=settings.executor_sandbox_uid,
-            sandbox_gid=settings.executor_sandbox_gid,
+            first_uid=settings.executor_sandbox_first_uid,
+            slots=settings.executor_concurrency,
+            gid=settings.executor_sandbox_gid,
         )
     )
 
@@ -86,6 +87,7 @@ async def serve(settings: ExecutorSettings, stop: asyncio.Event) -> None:
         log.info(
             "executor.started",
             concurrency=settings.executor_concurrency,
+            uid_per_slot=runner.isolates_by_uid,
             metrics_port=metrics_server.port,
             memory_limit_mb=settings.executor_memory_limit_mb,
         )

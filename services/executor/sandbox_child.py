@@ -1,7 +1,7 @@
 """Runs inside the widget process: the only code that executes next to widget code.
 
 Started by the subprocess runner as ``python -I sandbox_child.py`` with an empty
-environment, (as root) already switched to an unprivileged user. It imports only
+environment, (as root) already switched to an unprivileged uid of its own slot. It imports only
 the standard library and the widget runtime, applies resource limits, runs
 ``get_sidebar_data(context)`` and writes one JSON envelope to the result pipe:
 ``{"ok": true, "value": ...}`` or ``{"ok": false, "error": {"type", "message"}}``.
@@ -10,6 +10,7 @@ Widget ``print`` output goes to stdout, which the parent captures as run logs.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import resource
@@ -18,6 +19,15 @@ import traceback
 from typing import Any
 
 WIDGET_FILENAME = "<widget>"
+
+
+_PR_SET_DUMPABLE = 4
+
+
+def _make_undumpable() -> None:
+    # Other widget processes, even under the same uid, may not read this one's
+    # memory or /proc entries, nor ptrace it.
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 
 def _apply_limits(memory_bytes: int, cpu_seconds: int) -> None:
@@ -75,6 +85,7 @@ def _encode(envelope: dict[str, Any]) -> bytes:
 def main() -> None:
     request = json.loads(sys.stdin.buffer.read())
     result_fd = int(request["result_fd"])
+    _make_undumpable()
     _apply_limits(int(request["memory_limit_bytes"]), int(request["cpu_seconds"]))
     envelope = _run(request)
     sys.stdout.flush()

@@ -13,7 +13,7 @@ class ExecutorSettings(CommonSettings):
     executor_memory_limit_mb: int = Field(default=256, ge=64)
     executor_log_limit_bytes: int = Field(default=64 * 1024, ge=1024)
     executor_result_limit_bytes: int = Field(default=256 * 1024, ge=1024)
-    # Used only when the executor runs as root: widget processes switch to this
-    # unprivileged uid/gid, so they cannot read other processes' /proc entries.
-    executor_sandbox_uid: int = Field(default=65534, ge=1)
+    # Used only when the executor runs as root: each concurrent widget process runs
+    # under its own unprivileged uid, first_uid .. first_uid + concurrency - 1.
+    executor_sandbox_first_uid: int = Field(default=60000, ge=1000)
     executor_sandbox_gid: int = Field(default=65534, ge=1)

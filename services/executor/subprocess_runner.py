@@ -2,9 +2,11 @@
 
 Isolation this layer provides:
 - an empty environment and ``python -I``: no inherited variables, no user site;
-- when the executor is root, the child runs as an unprivileged uid/gid with no
-  supplementary groups, so ``/proc/<pid>/environ`` of other processes is closed to it;
-- a new session, killed as a whole group at the wall-time limit;
+- when the executor is root, each concurrent slot runs its child under a uid of
+  its own (no supplementary groups), so ``/proc/<pid>/environ`` of the services
+  is closed to it and widgets running side by side cannot signal one another;
+- the child marks itself undumpable, so even same-uid processes cannot read its memory;
+- a new session, killed as a whole group at the wall-time limit and after every run;
 - rlimits set by the child before widget code runs: address space, CPU, no core files;
 - stdout captured up to a cap (the rest is drained and dropped), and the result
   read from a separate pipe up to a cap.
@@ -35,8 +37,10 @@ class SandboxLimits:
     memory_bytes: int
     log_bytes: int
     result_bytes: int
-    sandbox_uid: int | None
-    sandbox_gid: int | None
+    # As root: one uid per concurrent run, taken from this range, and one shared gid.
+    first_uid: int
+    slots: int
+    gid: int
 
 
 @dataclass
@@ -66,12 +70,27 @@ class SubprocessRunner:
     def __init__(self, limits: SandboxLimits, python: str = sys.executable) -> None:
         self._limits = limits
         self._python = python
+        self._drop_privileges = os.geteuid() == 0
+        self._free_uids: asyncio.Queue[int] = asyncio.Queue()
+        for slot in range(limits.slots):
+            self._free_uids.put_nowait(limits.first_uid + slot)
+
+    @property
+    def isolates_by_uid(self) -> bool:
+        return self._drop_privileges
 
     async def run(self, request: RunRequest) -> RunOutcome:
+        uid = await self._free_uids.get()
+        try:
+            return await self._run_as(uid, request)
+        finally:
+            self._free_uids.put_nowait(uid)
+
+    async def _run_as(self, uid: int, request: RunRequest) -> RunOutcome:
         read_fd, write_fd = os.pipe()
         started = time.perf_counter()
         try:
-            process = await self._spawn(write_fd)
+            process = await self._spawn(write_fd, uid)
         finally:
             os.close(write_fd)
         result_reader = await self._reader_for(read_fd)
@@ -94,14 +113,15 @@ class SubprocessRunner:
             if process.returncode is None:  # cancelled: never leave a widget behind
                 self._kill(process)
                 await process.wait()
+            self._kill(process)  # whatever the widget started in its group dies with it
         duration = time.perf_counter() - started
         logs, result = await self._collect(logs_task, result_task)
         return self._outcome(process.returncode, timed_out, duration, logs, result, request.timeout_s)
 
-    async def _spawn(self, write_fd: int) -> asyncio.subprocess.Process:
+    async def _spawn(self, write_fd: int, uid: int) -> asyncio.subprocess.Process:
         privileges: dict[str, Any] = {}
-        if os.geteuid() == 0 and self._limits.sandbox_uid is not None:
-            privileges = {"user": self._limits.sandbox_uid, "group": self._limits.sandbox_gid, "extra_groups": []}
+        if self._drop_privileges:
+            privileges = {"user": uid, "group": self._limits.gid, "extra_groups": []}
         return await asyncio.create_subprocess_exec(
             self._python,
             "-I",
@@ -170,7 +190,13 @@ class SubprocessRunner:
         if not result.data:
             kind = "crashed" if returncode not in (None, 0) else "no_result"
             return RunOutcome("error", error_type=kind, error_message=_describe_exit(returncode or 0), **common)
-        envelope = json.loads(result.data)
+        try:
+            envelope = json.loads(result.data)
+        except ValueError:
+            envelope = None
+        if not isinstance(envelope, dict):
+            message = "the widget process wrote an unreadable result"
+            return RunOutcome("error", error_type="crashed", error_message=message, **common)
         if envelope.get("ok"):
             return RunOutcome("ok", value=envelope.get("value"), **common)
         error = envelope.get("error") or {}

@@ -17,9 +17,9 @@ from shared.contracts.widget_output import WidgetOutput, placeholder_output
 _SIDEBAR_NAMESPACE = uuid.UUID("5b0f6a1e-3c2d-4e8f-9a7b-1d2c3e4f5a6b")
 
 
-def sidebar_event_id(run_id: str) -> str:
+def sidebar_event_id(business_id: str, event_id: str) -> str:
     """Deterministic, so a re-published sidebar carries the same id and clients can dedupe."""
-    return uuid.uuid5(_SIDEBAR_NAMESPACE, run_id).hex
+    return uuid.uuid5(_SIDEBAR_NAMESPACE, f"{business_id}:{event_id}").hex
 
 
 def _entry(run: Run, widget: WidgetSnapshot, generated_at: datetime) -> SidebarWidget:
@@ -50,10 +50,10 @@ def _entry(run: Run, widget: WidgetSnapshot, generated_at: datetime) -> SidebarW
 def assemble_sidebar(run: Run, generated_at: datetime) -> SidebarReady:
     ordered = sorted(run.widgets, key=lambda w: (w.position, w.widget_id))
     return SidebarReady(
-        event_id=sidebar_event_id(run.run_id),
+        event_id=sidebar_event_id(run.business_id, run.event_id),
         business_id=run.business_id,
         conversation_id=run.conversation_id,
-        trigger_event_id=run.run_id,
+        trigger_event_id=run.event_id,
         generated_at=generated_at,
         widgets=[_entry(run, widget, generated_at) for widget in ordered],
     )

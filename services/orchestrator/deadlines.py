@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 
 from orchestrator.pipeline import Finalizer
-from orchestrator.runs import Run, RunStore
+from orchestrator.runs import Run, RunKey, RunStore
 
 log = structlog.get_logger(__name__)
 
@@ -43,7 +43,7 @@ class DeadlineScheduler:
 
     def schedule(self, run: Run) -> None:
         delay = max(0.0, (run.deadline_at - self._clock()).total_seconds())
-        self._spawn(self._finalize_after(run.run_id, delay))
+        self._spawn(self._finalize_after(run.key, delay))
 
     async def sweep_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -56,8 +56,8 @@ class DeadlineScheduler:
 
     async def sweep_once(self) -> int:
         finalized = 0
-        for run_id in await self._runs.due(self._clock(), self._lease, _SWEEP_BATCH):
-            finalized += await self._finalizer.finalize(run_id)
+        for key in await self._runs.due(self._clock(), self._lease, _SWEEP_BATCH):
+            finalized += await self._finalizer.finalize(key)
         return finalized
 
     async def close(self) -> None:
@@ -65,12 +65,12 @@ class DeadlineScheduler:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _finalize_after(self, run_id: str, delay: float) -> None:
+    async def _finalize_after(self, key: RunKey, delay: float) -> None:
         await asyncio.sleep(delay)
         try:
-            await self._finalizer.finalize(run_id)
+            await self._finalizer.finalize(key)
         except Exception as exc:  # noqa: BLE001 - the sweep retries whatever the timer could not close
-            log.warning("deadline.finalize_failed", event_id=run_id, error=f"{type(exc).__name__}: {exc}")
+            log.warning("deadline.finalize_failed", event_id=key.event_id, error=f"{type(exc).__name__}: {exc}")
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)

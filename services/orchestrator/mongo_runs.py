@@ -1,35 +1,51 @@
-"""The MongoDB adapter of the run store: collections ``runs``, ``run_results``,
-``run_claims`` and ``sidebars``.
+"""The MongoDB adapter of the run store.
 
-Exactly-once decisions are inserts with deterministic ``_id``s (see runs.py);
-the run document itself is only written by the replica holding the claim.
+Collections: ``runs`` (one per event, written at creation and then only by the
+claim holder), ``run_results`` (one per widget result), ``run_markers``
+(inserted facts: jobs published, assembly claims), ``run_deadlines`` (only runs
+not yet published, so the sweep stays small) and ``sidebars`` (latest per
+conversation). Every id is prefixed by the business id, and every hot-path read
+is an ``_id`` lookup (see shared/mongo.py for why).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from orchestrator.runs import RecordedResult, Run, WidgetSnapshot
+from orchestrator.runs import RecordedResult, Run, RunKey, WidgetSnapshot
 from shared.contracts.events import SidebarReady
+from shared.contracts.jobs import job_id_for
 from shared.ids import scoped_key
-from shared.mongo import RUN_CLAIMS, RUN_RESULTS, RUNS, SIDEBARS, Document, mongo_errors
+from shared.mongo import RUN_DEADLINES, RUN_MARKERS, RUN_RESULTS, RUNS, SIDEBARS, Document, mongo_errors
+
+_RESULT_FIELDS = ("status", "duration_ms", "data", "error", "job_id", "logs", "logs_truncated")
+
+
+def _run_id(key: RunKey) -> str:
+    return scoped_key(key.business_id, key.event_id)
+
+
+def _result_id(key: RunKey, widget_id: str) -> str:
+    return scoped_key(key.business_id, job_id_for(key.event_id, widget_id))
 
 
 def _to_document(run: Run) -> Document:
     return {
-        "_id": run.run_id,
+        "_id": _run_id(run.key),
+        "event_id": run.event_id,
         "business_id": run.business_id,
         "conversation_id": run.conversation_id,
+        "agent_id": run.agent_id,
         "status": run.status,
+        "occurred_at": run.occurred_at,
         "created_at": run.received_at,
         "deadline_at": run.deadline_at,
-        "jobs_published": run.jobs_published,
         "widgets": [
             {"widget_id": w.widget_id, "name": w.name, "position": w.position, "timeout_s": w.timeout_s}
             for w in run.widgets
@@ -37,20 +53,23 @@ def _to_document(run: Run) -> Document:
     }
 
 
-def _from_documents(doc: Document, results: list[Document]) -> Run:
+def _from_documents(doc: Document, jobs_published: bool, results: list[Document | None]) -> Run:
     recorded: dict[str, RecordedResult] = {}
     for result in results:
-        fields: dict[str, Any] = {k: result[k] for k in ("status", "duration_ms", "data", "error", "job_id")}
-        recorded.setdefault(result["widget_id"], RecordedResult(**fields))
+        if result is not None:
+            fields: dict[str, Any] = {k: result[k] for k in _RESULT_FIELDS if k in result}
+            recorded[result["widget_id"]] = RecordedResult(**fields)
     return Run(
-        run_id=doc["_id"],
+        event_id=doc["event_id"],
         business_id=doc["business_id"],
         conversation_id=doc["conversation_id"],
+        agent_id=doc.get("agent_id"),
         status=doc["status"],
+        occurred_at=doc["occurred_at"],
         received_at=doc["created_at"],
         deadline_at=doc["deadline_at"],
         widgets=tuple(WidgetSnapshot(**w) for w in doc["widgets"]),
-        jobs_published=bool(doc.get("jobs_published")),
+        jobs_published=jobs_published,
         results=recorded,
     )
 
@@ -59,57 +78,78 @@ class MongoRunStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._runs = db[RUNS]
         self._results = db[RUN_RESULTS]
-        self._claims = db[RUN_CLAIMS]
+        self._markers = db[RUN_MARKERS]
+        self._deadlines = db[RUN_DEADLINES]
         self._sidebars = db[SIDEBARS]
 
     async def create(self, run: Run) -> bool:
+        run_id = _run_id(run.key)
         with mongo_errors("create run"):
             try:
                 await self._runs.insert_one(_to_document(run))
             except DuplicateKeyError:
                 return False
+            await self._deadlines.insert_one(
+                {
+                    "_id": run_id,
+                    "business_id": run.business_id,
+                    "event_id": run.event_id,
+                    "deadline_at": run.deadline_at,
+                }
+            )
         return True
 
-    async def get(self, run_id: str) -> Run | None:
+    async def get(self, key: RunKey) -> Run | None:
+        run_id = _run_id(key)
         with mongo_errors("read run"):
             doc = await self._runs.find_one({"_id": run_id})
             if doc is None:
                 return None
-            results = await self._results.find({"run_id": run_id}).sort("recorded_at", 1).to_list()
-        return _from_documents(doc, results)
+            marker, *results = await asyncio.gather(
+                self._markers.find_one({"_id": f"{run_id}:jobs-published"}),
+                *(self._results.find_one({"_id": _result_id(key, w["widget_id"])}) for w in doc["widgets"]),
+            )
+        return _from_documents(doc, marker is not None, results)
 
-    async def mark_jobs_published(self, run_id: str) -> None:
-        with mongo_errors("mark jobs published"):
-            await self._runs.update_one({"_id": run_id}, {"$set": {"jobs_published": True}})
+    async def mark_jobs_published(self, key: RunKey) -> None:
+        with mongo_errors("mark jobs published"), contextlib.suppress(DuplicateKeyError):
+            await self._markers.insert_one({"_id": f"{_run_id(key)}:jobs-published", "at": datetime.now(UTC)})
 
-    async def record_result(self, run_id: str, widget_id: str, result: RecordedResult) -> bool:
-        document = {"_id": result.job_id, "run_id": run_id, "widget_id": widget_id, **vars(result)}
+    async def record_result(self, key: RunKey, widget_id: str, result: RecordedResult) -> bool:
+        document = {
+            "_id": _result_id(key, widget_id),
+            "run_id": _run_id(key),
+            "widget_id": widget_id,
+            **vars(result),
+            "recorded_at": datetime.now(UTC),
+        }
         with mongo_errors("record result"):
             try:
-                await self._results.insert_one({**document, "recorded_at": datetime.now(UTC)})
+                await self._results.insert_one(document)
             except DuplicateKeyError:
                 return False
         return True
 
-    async def claim_for_assembly(self, run_id: str, now: datetime, lease_s: float) -> Run | None:
+    async def claim_for_assembly(self, key: RunKey, now: datetime, lease_s: float) -> Run | None:
+        run_id = _run_id(key)
         with mongo_errors("claim run"):
-            run = await self._runs.find_one({"_id": run_id}, {"status": 1})
+            run = await self._runs.find_one({"_id": run_id}, {"status": 1, "claim_attempt": 1, "claimed_at": 1})
             if run is None or run["status"] == "published":
                 return None
-            latest = await self._claims.find_one({"run_id": run_id}, sort=[("attempt", DESCENDING)])
-            if latest is not None and latest["claimed_at"] > now - timedelta(seconds=lease_s):
+            if run.get("claimed_at") is not None and run["claimed_at"] > now - timedelta(seconds=lease_s):
                 return None
-            attempt = 1 if latest is None else latest["attempt"] + 1
+            attempt = int(run.get("claim_attempt") or 0) + 1
             try:
-                await self._claims.insert_one(
-                    {"_id": f"{run_id}:{attempt}", "run_id": run_id, "attempt": attempt, "claimed_at": now}
-                )
+                await self._markers.insert_one({"_id": f"{run_id}:claim-{attempt}", "at": now})
             except DuplicateKeyError:
                 return None
-            await self._runs.update_one({"_id": run_id}, {"$set": {"status": "assembling", "claimed_at": now}})
-        return await self.get(run_id)
+            # Only the claim holder writes the run document from here on.
+            await self._runs.update_one(
+                {"_id": run_id}, {"$set": {"status": "assembling", "claim_attempt": attempt, "claimed_at": now}}
+            )
+        return await self.get(key)
 
-    async def complete(self, run_id: str, sidebar: SidebarReady) -> None:
+    async def complete(self, key: RunKey, sidebar: SidebarReady) -> None:
         body = sidebar.model_dump(mode="json")
         latest = {
             "business_id": sidebar.business_id,
@@ -118,37 +158,31 @@ class MongoRunStore:
             "trigger_event_id": sidebar.trigger_event_id,
             "sidebar": body,
         }
-        key = scoped_key(sidebar.business_id, sidebar.conversation_id)
+        conversation_key = scoped_key(sidebar.business_id, sidebar.conversation_id)
         with mongo_errors("store sidebar"):
-            await self._runs.update_one({"_id": run_id}, {"$set": {"sidebar": body}})
+            await self._runs.update_one({"_id": _run_id(key)}, {"$set": {"sidebar": body}})
             # Only replace an older sidebar: runs of one conversation may finish out of order,
             # and the upsert's duplicate key means a newer one is already stored.
             with contextlib.suppress(DuplicateKeyError):
                 await self._sidebars.replace_one(
-                    {"_id": key, "generated_at": {"$lt": sidebar.generated_at}}, latest, upsert=True
+                    {"_id": conversation_key, "generated_at": {"$lt": sidebar.generated_at}}, latest, upsert=True
                 )
 
-    async def mark_published(self, run_id: str, published_at: datetime) -> None:
+    async def mark_published(self, key: RunKey, published_at: datetime) -> None:
+        run_id = _run_id(key)
         with mongo_errors("mark run published"):
             await self._runs.update_one(
                 {"_id": run_id}, {"$set": {"status": "published", "published_at": published_at}}
             )
+            await self._deadlines.delete_one({"_id": run_id})
 
-    async def due(self, now: datetime, lease_s: float, limit: int) -> list[str]:
-        expired = now - timedelta(seconds=lease_s)
-        query = {
-            "$or": [
-                {"status": "collecting", "jobs_published": True, "deadline_at": {"$lte": now}},
-                {"status": "assembling", "claimed_at": {"$lte": expired}},
-            ]
-        }
+    async def due(self, now: datetime, lease_s: float, limit: int) -> list[RunKey]:
         with mongo_errors("find due runs"):
-            docs = await self._runs.find(query, {"_id": 1}).limit(limit).to_list()
-        return [doc["_id"] for doc in docs]
+            docs = await self._deadlines.find({"deadline_at": {"$lte": now}}).limit(limit).to_list()
+        return [RunKey(doc["business_id"], doc["event_id"]) for doc in docs]
 
     async def ensure_indexes(self) -> None:
+        """Indexes for MongoDB; FerretDB accepts them, and the hot paths need none."""
         with mongo_errors("create indexes"):
-            await self._runs.create_index([("status", 1), ("deadline_at", 1)])
             await self._runs.create_index([("business_id", 1), ("conversation_id", 1), ("created_at", -1)])
-            await self._results.create_index([("run_id", 1)])
-            await self._claims.create_index([("run_id", 1), ("attempt", -1)])
+            await self._deadlines.create_index([("deadline_at", 1)])

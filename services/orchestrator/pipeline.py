@@ -7,6 +7,7 @@ finalizers lose the atomic claim. Only the claim winner publishes the sidebar.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,12 +17,12 @@ import structlog
 from orchestrator.assembly import assemble_sidebar
 from orchestrator.catalog import WidgetCatalog
 from orchestrator.metrics import OrchestratorMetrics
-from orchestrator.runs import RecordedResult, Run, RunStore, WidgetDefinition
+from orchestrator.runs import RecordedResult, Run, RunKey, RunStore, WidgetDefinition
 from shared.broker import Broker, OutgoingMessage
 from shared.consumer import Delivery
-from shared.contracts.events import SCHEMA_VERSION, SIDEBAR_READY, ConversationOpened, EventContext
+from shared.contracts.events import SCHEMA_VERSION, SIDEBAR_READY, ConversationOpened, EventContext, SidebarReady
 from shared.contracts.jobs import WidgetJob, WidgetResult, job_id_for
-from shared.errors import PermanentError
+from shared.errors import PermanentError, TransientError
 from shared.topology import EXCHANGE, INTERNAL_EXCHANGE, WIDGET_JOB_KEY, sidebar_ready_key
 
 log = structlog.get_logger(__name__)
@@ -52,34 +53,24 @@ class Finalizer:
     broker: Broker
     metrics: OrchestratorMetrics
     lease_s: float
+    publish_attempts: int = 8
     clock: Clock = utc_now
 
-    async def finalize(self, run_id: str) -> bool:
+    async def finalize(self, key: RunKey) -> bool:
         """Assemble, store and publish the sidebar if this caller wins the claim."""
-        run = await self.runs.claim_for_assembly(run_id, self.clock(), self.lease_s)
+        run = await self.runs.claim_for_assembly(key, self.clock(), self.lease_s)
         if run is None:
             return False
-        generated_at = self.clock()
-        sidebar = assemble_sidebar(run, generated_at)
-        await self.runs.complete(run_id, sidebar)
-        await self.broker.publish(
-            EXCHANGE,
-            sidebar_ready_key(run.business_id, run.conversation_id),
-            OutgoingMessage(
-                sidebar.model_dump_json().encode(),
-                message_type=SIDEBAR_READY,
-                message_id=sidebar.event_id,
-                headers={"schema_version": SCHEMA_VERSION},
-            ),
-            mandatory=False,
-        )
-        await self.runs.mark_published(run_id, self.clock())
+        sidebar = assemble_sidebar(run, self.clock())
+        await self.runs.complete(key, sidebar)
+        await self._publish(sidebar)
+        await self.runs.mark_published(key, self.clock())
         closed_by = "complete" if run.complete else "deadline"
         self.metrics.sidebars.labels(closed_by).inc()
-        self.metrics.sidebar_latency.observe(max(0.0, (self.clock() - run.received_at).total_seconds()))
+        self.metrics.sidebar_latency.observe(max(0.0, (self.clock() - run.occurred_at).total_seconds()))
         log.info(
             "sidebar.published",
-            event_id=run.run_id,
+            event_id=run.event_id,
             business_id=run.business_id,
             conversation_id=run.conversation_id,
             closed_by=closed_by,
@@ -87,6 +78,28 @@ class Finalizer:
             statuses=sorted(w.status for w in sidebar.widgets),
         )
         return True
+
+    async def _publish(self, sidebar: SidebarReady) -> None:
+        message = OutgoingMessage(
+            sidebar.model_dump_json().encode(),
+            message_type=SIDEBAR_READY,
+            message_id=sidebar.event_id,
+            headers={"schema_version": SCHEMA_VERSION},
+        )
+        # The claim is ours: ride out a broker reconnect here rather than wait for the lease to expire.
+        for attempt in range(1, self.publish_attempts + 1):
+            try:
+                await self.broker.publish(
+                    EXCHANGE,
+                    sidebar_ready_key(sidebar.business_id, sidebar.conversation_id),
+                    message,
+                    mandatory=False,
+                )
+                return
+            except TransientError:
+                if attempt == self.publish_attempts:
+                    raise
+                await asyncio.sleep(min(0.25 * 2 ** (attempt - 1), 2.0))
 
 
 @dataclass(frozen=True)
@@ -102,7 +115,8 @@ class OpenedHandler:
     clock: Clock = utc_now
 
     async def __call__(self, event: ConversationOpened, delivery: Delivery) -> None:
-        existing = await self.runs.get(event.event_id)
+        key = RunKey(event.business_id, event.event_id)
+        existing = await self.runs.get(key)
         if existing is not None and existing.jobs_published:
             self.metrics.events.labels("duplicate").inc()
             return
@@ -118,7 +132,7 @@ class OpenedHandler:
             if await self.runs.create(run):
                 self.metrics.events.labels("started").inc()
             else:
-                run = await self._existing(event.event_id)
+                run = await self._existing(key)
                 if run.jobs_published:
                     self.metrics.events.labels("duplicate").inc()
                     return
@@ -129,28 +143,30 @@ class OpenedHandler:
             run = existing
             widgets = await self._definitions(run)
         await self._publish_jobs(event, run, widgets, context)
-        await self.runs.mark_jobs_published(run.run_id)
+        await self.runs.mark_jobs_published(key)
         if run.widgets:
             self.schedule(run)
         else:
-            await self.finalizer.finalize(run.run_id)
+            await self.finalizer.finalize(key)
 
     def _new_run(self, event: ConversationOpened, widgets: list[WidgetDefinition]) -> Run:
         received_at = self.clock()
         return Run(
-            run_id=event.event_id,
+            event_id=event.event_id,
             business_id=event.business_id,
             conversation_id=event.conversation_id,
+            agent_id=event.agent_id,
             status="collecting",
+            occurred_at=event.occurred_at,
             received_at=received_at,
             deadline_at=self.deadlines.deadline(received_at, widgets),
             widgets=tuple(w.snapshot for w in widgets),
         )
 
-    async def _existing(self, run_id: str) -> Run:
-        run = await self.runs.get(run_id)
+    async def _existing(self, key: RunKey) -> Run:
+        run = await self.runs.get(key)
         if run is None:
-            raise PermanentError(f"run {run_id} vanished while being created")
+            raise TransientError(f"run {key.event_id} is not readable yet after a concurrent create")
         return run
 
     async def _definitions(self, run: Run) -> list[WidgetDefinition]:
@@ -163,8 +179,8 @@ class OpenedHandler:
         for widget in widgets:
             snapshot = widget.snapshot
             job = WidgetJob(
-                job_id=job_id_for(run.run_id, snapshot.widget_id),
-                run_id=run.run_id,
+                job_id=job_id_for(run.event_id, snapshot.widget_id),
+                run_id=run.event_id,
                 purpose="sidebar",
                 business_id=run.business_id,
                 conversation_id=run.conversation_id,
@@ -198,9 +214,12 @@ class ResultHandler:
             data=result.data.model_dump(mode="json") if result.data else None,
             error=result.error.model_dump() if result.error else None,
             job_id=result.job_id,
+            logs=result.logs,
+            logs_truncated=result.logs_truncated,
         )
-        fresh = await self.runs.record_result(result.run_id, result.widget_id, recorded)
-        run = await self.runs.get(result.run_id) if fresh else None
+        key = RunKey(result.business_id, result.run_id)
+        fresh = await self.runs.record_result(key, result.widget_id, recorded)
+        run = await self.runs.get(key) if fresh else None
         if run is None or run.status != "collecting":
             self.metrics.results.labels(result.status, "ignored").inc()
             log.info("result.ignored", reason="duplicate result, or its run is unknown or already assembled")
@@ -208,4 +227,4 @@ class ResultHandler:
         self.metrics.results.labels(result.status, "recorded").inc()
         self.metrics.widget_duration.labels(result.status).observe(result.duration_ms / 1000)
         if run.complete:
-            await self.finalizer.finalize(run.run_id)
+            await self.finalizer.finalize(key)

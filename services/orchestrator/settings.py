@@ -14,6 +14,6 @@ class OrchestratorSettings(CommonSettings, MongoSettings):
     # unless sidebar_deadline_s fixes it outright.
     sidebar_deadline_margin_s: float = Field(default=2.0, ge=0)
     sidebar_deadline_s: float | None = Field(default=None, gt=0)
-    sweep_interval_s: float = Field(default=0.25, gt=0)
+    sweep_interval_s: float = Field(default=1.0, gt=0)
     # A replica that claimed a run for assembly and died is replaced after this long.
     assembly_lease_s: float = Field(default=30.0, gt=0)

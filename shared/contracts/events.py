@@ -9,9 +9,9 @@ The message type and schema version travel in the AMQP ``type`` property and a
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, Strict, TypeAdapter
 
 from shared.contracts.widget_output import WidgetOutput
 from shared.ids import Id
@@ -41,7 +41,7 @@ class ConversationOpened(_Contract):
     event_id: Id
     business_id: Id
     conversation_id: Id
-    occurred_at: AwareDatetime
+    occurred_at: Annotated[AwareDatetime, Strict()]
     agent_id: Id | None = None
     context: EventContext | None = None
 

@@ -25,10 +25,11 @@ def store(request: pytest.FixtureRequest, db: AsyncDatabase[Document]) -> RunSto
 
 def _run(now: datetime, *, deadline_s: float = 10) -> Run:
     return Run(
-        run_id=uuid.uuid4().hex,
+        event_id=uuid.uuid4().hex,
         business_id="acme",
         conversation_id=f"c-{uuid.uuid4().hex[:8]}",
         status="collecting",
+        occurred_at=now,
         received_at=now,
         deadline_at=now + timedelta(seconds=deadline_s),
         widgets=(WidgetSnapshot("a", "A", 1, 5.0), WidgetSnapshot("b", "B", 2, 5.0)),
@@ -40,25 +41,40 @@ def _result(status: str = "ok", job_id: str = "j") -> RecordedResult:
     return RecordedResult(status=status, duration_ms=5, data=data, error=None, job_id=job_id)
 
 
+async def test_runs_of_different_businesses_never_collide(store: RunStore) -> None:
+    run = _run(datetime.now(UTC))
+    other = Run(**{**vars(run), "business_id": "globex"})
+    assert await store.create(run) is True
+    assert await store.create(other) is True
+    assert await store.record_result(run.key, "a", _result("ok", f"{run.event_id}.a")) is True
+    assert await store.record_result(other.key, "a", _result("ok", f"{run.event_id}.a")) is True
+    assert await store.claim_for_assembly(run.key, datetime.now(UTC), 30) is not None
+    assert await store.claim_for_assembly(other.key, datetime.now(UTC), 30) is not None
+
+
 async def test_a_run_is_created_once(store: RunStore) -> None:
     run = _run(datetime.now(UTC))
     assert await store.create(run) is True
     assert await store.create(run) is False
-    stored = await store.get(run.run_id)
+    stored = await store.get(run.key)
     assert stored is not None
     assert stored.widgets == run.widgets
     assert stored.jobs_published is False
+    await store.mark_jobs_published(run.key)
+    await store.mark_jobs_published(run.key)
+    published = await store.get(run.key)
+    assert published is not None and published.jobs_published is True
 
 
 async def test_each_job_result_is_recorded_once(store: RunStore) -> None:
     run = _run(datetime.now(UTC))
     await store.create(run)
-    assert await store.record_result(run.run_id, "a", _result("ok", "job-a")) is True
-    assert await store.record_result(run.run_id, "a", _result("error", "job-a")) is False
-    partial = await store.get(run.run_id)
+    assert await store.record_result(run.key, "a", _result("ok", f"{run.event_id}.a")) is True
+    assert await store.record_result(run.key, "a", _result("error", f"{run.event_id}.a")) is False
+    partial = await store.get(run.key)
     assert partial is not None and set(partial.results) == {"a"} and not partial.complete
-    assert await store.record_result(run.run_id, "b", _result("ok", "job-b")) is True
-    both = await store.get(run.run_id)
+    assert await store.record_result(run.key, "b", _result("ok", f"{run.event_id}.b")) is True
+    both = await store.get(run.key)
     assert both is not None and both.complete
     assert both.results["a"].status == "ok"
 
@@ -68,10 +84,10 @@ async def test_concurrent_results_are_never_lost(store: RunStore) -> None:
     run = Run(**{**vars(_run(datetime.now(UTC))), "widgets": widgets})
     await store.create(run)
     recorded = await asyncio.gather(
-        *(store.record_result(run.run_id, w.widget_id, _result("ok", f"job-{w.widget_id}")) for w in widgets)
+        *(store.record_result(run.key, w.widget_id, _result("ok", f"{run.event_id}.{w.widget_id}")) for w in widgets)
     )
     assert all(recorded)
-    stored = await store.get(run.run_id)
+    stored = await store.get(run.key)
     assert stored is not None and stored.complete
 
 
@@ -79,7 +95,7 @@ async def test_concurrent_claims_have_exactly_one_winner(store: RunStore) -> Non
     now = datetime.now(UTC)
     run = _run(now)
     await store.create(run)
-    claims = await asyncio.gather(*(store.claim_for_assembly(run.run_id, now, 30) for _ in range(8)))
+    claims = await asyncio.gather(*(store.claim_for_assembly(run.key, now, 30) for _ in range(8)))
     assert sum(claim is not None for claim in claims) == 1
 
 
@@ -87,24 +103,23 @@ async def test_an_expired_claim_can_be_taken_over(store: RunStore) -> None:
     now = datetime.now(UTC)
     run = _run(now)
     await store.create(run)
-    assert await store.claim_for_assembly(run.run_id, now, 30) is not None
-    assert await store.claim_for_assembly(run.run_id, now + timedelta(seconds=5), 30) is None
-    assert await store.claim_for_assembly(run.run_id, now + timedelta(seconds=31), 30) is not None
-    await store.mark_published(run.run_id, now)
-    assert await store.claim_for_assembly(run.run_id, now + timedelta(seconds=99), 30) is None
+    assert await store.claim_for_assembly(run.key, now, 30) is not None
+    assert await store.claim_for_assembly(run.key, now + timedelta(seconds=5), 30) is None
+    assert await store.claim_for_assembly(run.key, now + timedelta(seconds=31), 30) is not None
+    await store.mark_published(run.key, now)
+    assert await store.claim_for_assembly(run.key, now + timedelta(seconds=99), 30) is None
 
 
-async def test_due_lists_runs_past_their_deadline_once_jobs_are_out(store: RunStore) -> None:
+async def test_due_lists_unpublished_runs_past_their_deadline(store: RunStore) -> None:
     now = datetime.now(UTC)
-    late, fresh, unpublished = _run(now, deadline_s=-1), _run(now, deadline_s=60), _run(now, deadline_s=-1)
-    for run in (late, fresh, unpublished):
+    late, fresh, published = _run(now, deadline_s=-1), _run(now, deadline_s=60), _run(now, deadline_s=-1)
+    for run in (late, fresh, published):
         await store.create(run)
-    await store.mark_jobs_published(late.run_id)
-    await store.mark_jobs_published(fresh.run_id)
+    await store.mark_published(published.key, now)
     due = await store.due(now, 30, 100)
-    assert late.run_id in due
-    assert fresh.run_id not in due
-    assert unpublished.run_id not in due, "its event is still unacked and will be redelivered"
+    assert late.key in due
+    assert fresh.key not in due
+    assert published.key not in due
 
 
 async def test_the_latest_sidebar_is_never_replaced_by_an_older_one(db: AsyncDatabase[Document]) -> None:
@@ -114,11 +129,11 @@ async def test_the_latest_sidebar_is_never_replaced_by_an_older_one(db: AsyncDat
     newer = Run(**{**vars(newer), "conversation_id": older.conversation_id})
     for run in (older, newer):
         await store.create(run)
-    await store.complete(newer.run_id, assemble_sidebar(newer, now + timedelta(seconds=2)))
-    await store.complete(older.run_id, assemble_sidebar(older, now + timedelta(seconds=1)))
+    await store.complete(newer.key, assemble_sidebar(newer, now + timedelta(seconds=2)))
+    await store.complete(older.key, assemble_sidebar(older, now + timedelta(seconds=1)))
     latest = await db[SIDEBARS].find_one({"_id": scoped_key("acme", older.conversation_id)})
     assert latest is not None
-    assert latest["trigger_event_id"] == newer.run_id
-    history = await store.get(older.run_id)
+    assert latest["trigger_event_id"] == newer.event_id
+    history = await db["runs"].find_one({"_id": scoped_key("acme", older.event_id)})
     assert history is not None
-    assert (await db["runs"].find_one({"_id": older.run_id}) or {}).get("sidebar") is not None
+    assert history["sidebar"]["trigger_event_id"] == older.event_id

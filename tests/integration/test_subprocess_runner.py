@@ -12,7 +12,7 @@ from executor.runner import RunRequest
 from executor.subprocess_runner import SandboxLimits, SubprocessRunner
 
 LIMITS = SandboxLimits(
-    memory_bytes=256 * 1024 * 1024, log_bytes=64 * 1024, result_bytes=256 * 1024, sandbox_uid=65534, sandbox_gid=65534
+    memory_bytes=256 * 1024 * 1024, log_bytes=64 * 1024, result_bytes=256 * 1024, first_uid=60000, slots=8, gid=65534
 )
 HEALTHY = "def get_sidebar_data(context):\n    print('hello', context['n'])\n    return {'title': 'ok', 'items': []}\n"
 
@@ -101,15 +101,21 @@ async def test_the_widget_environment_is_empty_and_unprivileged(runner: Subproce
     code = (
         "import os\n"
         "def get_sidebar_data(c):\n"
-        "    env = open('/proc/self/environ').read()\n"
+        "    try:\n"
+        "        env = open('/proc/self/environ').read()\n"
+        "    except PermissionError:\n"
+        "        env = 'closed'\n"
         "    return {'title': str(os.getuid()) + '|' + env + '|' + ','.join(sorted(os.environ)), 'items': []}\n"
     )
     outcome = await runner.run(RunRequest(code=code, context={}, timeout_s=5))
     assert outcome.status == "ok", outcome.error_message
     uid, environ, names = outcome.value["title"].split("|")
-    assert environ == ""
+    assert environ in ("", "closed"), "empty, or closed because the process is undumpable"
     assert set(filter(None, names.split(","))) <= {"LC_CTYPE"}, "only Python's own locale coercion"
-    assert uid == ("65534" if os.geteuid() == 0 else str(os.geteuid()))
+    if os.geteuid() == 0:
+        assert 60000 <= int(uid) < 60008
+    else:
+        assert uid == str(os.geteuid())
 
 
 async def test_bad_widgets_do_not_disturb_healthy_ones_running_alongside(runner: SubprocessRunner) -> None:
@@ -124,3 +130,43 @@ async def test_bad_widgets_do_not_disturb_healthy_ones_running_alongside(runner:
     assert [o.status for o in outcomes[:3]] == ["timeout", "error", "error"]
     assert all(o.status == "ok" for o in outcomes[3:])
     assert [o.logs for o in outcomes[3:]] == [f"hello {n}\n" for n in range(4)]
+
+
+async def test_widgets_running_side_by_side_cannot_read_or_signal_each_other(runner: SubprocessRunner) -> None:
+    """One widget tries to read the memory of, and kill, every other widget process it can see."""
+    victim = (
+        "import time\n"
+        "def get_sidebar_data(c):\n"
+        "    secret = 'victim-secret-' + 'x' * 8\n"
+        "    time.sleep(1.5)\n"
+        "    return {'title': secret, 'items': []}\n"
+    )
+    # The attacker keeps scanning for a second, so its attempts overlap the victim's life.
+    attacker = (
+        "import os, signal, time\n"
+        "def get_sidebar_data(c):\n"
+        "    me, found, until = os.getpid(), set(), time.monotonic() + 1.0\n"
+        "    while time.monotonic() < until:\n"
+        "        for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+        "            if int(pid) == me:\n"
+        "                continue\n"
+        "            try:\n"
+        "                with open(f'/proc/{pid}/mem', 'rb') as f:\n"
+        "                    found.add('mem ' + pid)\n"
+        "            except OSError:\n"
+        "                pass\n"
+        "            try:\n"
+        "                os.kill(int(pid), signal.SIGKILL)\n"
+        "                found.add('killed ' + pid)\n"
+        "            except OSError:\n"
+        "                pass\n"
+        "    return {'title': ';'.join(sorted(found)), 'items': []}\n"
+    )
+    victim_outcome, attack = await asyncio.gather(
+        runner.run(RunRequest(code=victim, context={}, timeout_s=5)),
+        runner.run(RunRequest(code=attacker, context={}, timeout_s=5)),
+    )
+    assert attack.status == "ok", attack.error_message
+    assert attack.value["title"] == ""
+    assert victim_outcome.status == "ok"
+    assert victim_outcome.value["title"] == "victim-secret-xxxxxxxx"

@@ -13,10 +13,11 @@ OK_DATA = {"title": "CRM", "items": []}
 
 def _run(results: dict[str, RecordedResult]) -> Run:
     return Run(
-        run_id="evt-1",
+        event_id="evt-1",
         business_id="acme",
         conversation_id="c1",
         status="assembling",
+        occurred_at=T0,
         received_at=T0,
         deadline_at=T0 + timedelta(seconds=12),
         widgets=(
@@ -61,6 +62,7 @@ def test_failed_widget_keeps_its_error_and_gets_a_placeholder() -> None:
 def test_sidebar_ids_are_deterministic_per_trigger() -> None:
     first = assemble_sidebar(_run({}), T0)
     second = assemble_sidebar(_run({}), T0 + timedelta(seconds=1))
-    assert first.event_id == second.event_id == sidebar_event_id("evt-1")
+    assert first.event_id == second.event_id == sidebar_event_id("acme", "evt-1")
     assert first.trigger_event_id == "evt-1"
-    assert sidebar_event_id("evt-2") != first.event_id
+    assert sidebar_event_id("acme", "evt-2") != first.event_id
+    assert sidebar_event_id("other", "evt-1") != first.event_id

@@ -41,6 +41,10 @@ def test_occurred_at_needs_a_timezone() -> None:
     assert "occurred_at" in _decode_error({**VALID, "occurred_at": "2026-01-01T00:00:00"})
 
 
+def test_occurred_at_must_be_a_timestamp_string_not_a_number() -> None:
+    assert "occurred_at" in _decode_error({**VALID, "occurred_at": 1767225600})
+
+
 def test_unknown_fields_are_rejected() -> None:
     assert "surprise: unknown field" in _decode_error({**VALID, "surprise": 1})
 
