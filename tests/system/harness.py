@@ -42,6 +42,7 @@ class ServiceProcess:
         self.raw: list[str] = []
         self._changed = threading.Condition()
         self._process: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
 
     def start(self) -> ServiceProcess:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -53,7 +54,8 @@ class ServiceProcess:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        threading.Thread(target=self._read, name=f"log-{self.name}", daemon=True).start()
+        self._reader = threading.Thread(target=self._read, name=f"log-{self.name}", daemon=True)
+        self._reader.start()
         return self
 
     @property
@@ -99,14 +101,20 @@ class ServiceProcess:
                 self._changed.wait(timeout=min(remaining, 0.5))
 
     def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 40.0) -> int:
-        if self._process is None or self._process.poll() is not None:
-            return self._process.returncode if self._process else 0
-        self._process.send_signal(sig)
-        try:
-            return self._process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            return self._process.wait()
+        if self._process is None:
+            return 0
+        if self._process.poll() is None:
+            self._process.send_signal(sig)
+            try:
+                self._process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        if self._process.stdout is not None:
+            self._process.stdout.close()
+        return self._process.returncode
 
 
 def python_module(name: str, module: str, env: dict[str, str]) -> ServiceProcess:

@@ -113,6 +113,12 @@ async def create_business(stack: Stack, business_id: str | None = None) -> httpx
     )
 
 
+async def upsert(client: httpx.AsyncClient, path: str, json: dict[str, object]) -> None:
+    """PUT a customer or conversation; 201 when it is new, 200 when it replaced one."""
+    response = await client.put(path, json=json)
+    assert response.status_code in (200, 201), response.text
+
+
 def business_id_of(client: httpx.AsyncClient) -> str:
     return str(client.base_url).rstrip("/").rsplit("/", 1)[1]
 

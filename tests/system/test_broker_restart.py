@@ -9,7 +9,7 @@ import uuid
 import httpx
 
 from tests.system.harness import LogLine
-from tests.system.stack import Stack, business_id_of, create_business, subscribe_sidebars
+from tests.system.stack import Stack, business_id_of, create_business, subscribe_sidebars, upsert
 
 WIDGET = "def get_sidebar_data(context):\n    return {'title': 'After restart', 'items': []}\n"
 
@@ -32,7 +32,7 @@ async def _open_until_accepted(client: httpx.AsyncClient, conversation_id: str) 
 async def test_services_reconnect_after_a_broker_restart(stack: Stack) -> None:
     conversation_id = f"conv-{uuid.uuid4().hex[:8]}"
     async with await create_business(stack) as client:
-        assert (await client.put(f"/conversations/{conversation_id}", json={})).status_code == 200
+        await upsert(client, f"/conversations/{conversation_id}", json={})
         widget = {"widget_id": "after", "name": "After", "code": WIDGET}
         assert (await client.post("/widgets", json=widget)).status_code == 201
 

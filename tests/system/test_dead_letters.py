@@ -16,6 +16,7 @@ from tests.system.stack import (
     opened_event,
     publish_raw_event,
     subscribe_sidebars,
+    upsert,
 )
 
 WIDGET = "def get_sidebar_data(context):\n    return {'title': 'Hello', 'items': []}\n"
@@ -42,7 +43,7 @@ async def test_malformed_events_are_dead_lettered_and_the_pipeline_carries_on(st
     conversation_id = f"conv-{uuid.uuid4().hex[:8]}"
     async with await create_business(stack) as client:
         business_id = business_id_of(client)
-        assert (await client.put(f"/conversations/{conversation_id}", json={})).status_code == 200
+        await upsert(client, f"/conversations/{conversation_id}", json={})
         widget = {"widget_id": "hello", "name": "Hello", "code": WIDGET}
         assert (await client.post("/widgets", json=widget)).status_code == 201
 

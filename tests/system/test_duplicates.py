@@ -16,6 +16,7 @@ from tests.system.stack import (
     publish_raw_event,
     publish_sentinel_sidebar,
     subscribe_sidebars,
+    upsert,
 )
 
 WIDGET = (
@@ -41,7 +42,7 @@ async def test_triple_delivery_gives_exactly_one_sidebar(stack: Stack) -> None:
     event_id = uuid.uuid4().hex
     async with await create_business(stack) as client:
         business_id = business_id_of(client)
-        assert (await client.put(f"/conversations/{conversation_id}", json={})).status_code == 200
+        await upsert(client, f"/conversations/{conversation_id}", json={})
         for n in range(3):
             widget = {"widget_id": f"echo{n}", "name": f"Echo {n}", "code": WIDGET, "position": n}
             assert (await client.post("/widgets", json=widget)).status_code == 201

@@ -8,7 +8,7 @@ import uuid
 
 import httpx
 
-from tests.system.stack import Stack, create_business
+from tests.system.stack import Stack, create_business, upsert
 
 # Tries every route to the services' credentials and reports everything it could read.
 SNOOP = r"""
@@ -55,9 +55,9 @@ BROKEN = (
 async def _seed_conversation(client: httpx.AsyncClient) -> str:
     conversation_id = f"conv-{uuid.uuid4().hex[:8]}"
     customer = {"email": "jane@example.com", "name": "Jane Cooper"}
-    assert (await client.put("/customers/cus-1", json=customer)).status_code == 200
+    await upsert(client, "/customers/cus-1", json=customer)
     body = {"public_id": f"pub-{conversation_id}", "customer_id": "cus-1"}
-    assert (await client.put(f"/conversations/{conversation_id}", json=body)).status_code == 200
+    await upsert(client, f"/conversations/{conversation_id}", json=body)
     return conversation_id
 
 
