@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import httpx
 import pytest
@@ -43,8 +45,7 @@ def unique_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture
-def settings(infra: Infra) -> StoreSettings:
+def store_settings(infra: Infra) -> StoreSettings:
     return StoreSettings(
         rabbitmq_url=infra.rabbitmq_url,
         mongodb_url=infra.mongodb_url,
@@ -56,6 +57,26 @@ def settings(infra: Infra) -> StoreSettings:
     )
 
 
+@asynccontextmanager
+async def store_client(settings: StoreSettings, deps: StoreDependencies) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client driving the app in-process (ASGITransport runs no lifespan, hence ``deps``)."""
+    app = create_app(settings, dependencies=deps)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://store") as http:
+        yield http
+
+
+async def create_tenant(client: httpx.AsyncClient) -> Tenant:
+    business_id = unique_id("biz")
+    response = await client.post("/v1/businesses", json={"business_id": business_id, "name": "Acme"}, headers=ADMIN)
+    assert response.status_code == 201, response.text
+    return Tenant(business_id, response.json()["api_key"])
+
+
+@pytest.fixture
+def settings(infra: Infra) -> StoreSettings:
+    return store_settings(infra)
+
+
 @pytest.fixture
 async def deps(settings: StoreSettings) -> AsyncIterator[StoreDependencies]:
     async with open_store(settings) as opened:
@@ -64,8 +85,7 @@ async def deps(settings: StoreSettings) -> AsyncIterator[StoreDependencies]:
 
 @pytest.fixture
 async def client(settings: StoreSettings, deps: StoreDependencies) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, dependencies=deps)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://store") as http:
+    async with store_client(settings, deps) as http:
         yield http
 
 
@@ -84,13 +104,7 @@ NewTenant = Callable[[], Awaitable[Tenant]]
 
 @pytest.fixture
 def new_tenant(client: httpx.AsyncClient) -> NewTenant:
-    async def create() -> Tenant:
-        business_id = unique_id("biz")
-        response = await client.post("/v1/businesses", json={"business_id": business_id, "name": "Acme"}, headers=ADMIN)
-        assert response.status_code == 201, response.text
-        return Tenant(business_id, response.json()["api_key"])
-
-    return create
+    return partial(create_tenant, client)
 
 
 @pytest.fixture

@@ -1,0 +1,90 @@
+"""What request handlers depend on, how it is opened and closed, and how a handler gets it.
+
+``open_store`` connects MongoDB and RabbitMQ and yields a frozen
+``StoreDependencies``; the app's lifespan uses it, and tests call it directly
+(httpx's ASGITransport runs no lifespan) and pass the result to ``create_app``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from shared.broker import Broker
+from shared.mongo import connect_mongo
+from store.events import EventPublisher
+from store.metrics import StoreMetrics
+from store.repositories.businesses import BusinessRepository
+from store.repositories.conversations import ConversationRepository
+from store.repositories.customers import CustomerRepository
+from store.repositories.sidebars import SidebarRepository
+from store.repositories.widgets import WidgetRepository
+from store.settings import StoreSettings
+from store.test_runs import TestRunClient
+
+SERVICE_NAME = "store"
+
+
+@dataclass(frozen=True)
+class StoreDependencies:
+    settings: StoreSettings
+    metrics: StoreMetrics
+    businesses: BusinessRepository
+    customers: CustomerRepository
+    conversations: ConversationRepository
+    widgets: WidgetRepository
+    sidebars: SidebarRepository
+    events: EventPublisher
+    test_runs: TestRunClient
+
+
+@asynccontextmanager
+async def open_store(
+    settings: StoreSettings, *, metrics: StoreMetrics | None = None
+) -> AsyncIterator[StoreDependencies]:
+    """Connect everything the handlers need; close it all, in reverse order, on exit."""
+    metrics = metrics if metrics is not None else StoreMetrics()
+    async with AsyncExitStack() as stack:
+        client = connect_mongo(settings.mongodb_url.get_secret_value(), app_name=SERVICE_NAME)
+        stack.push_async_callback(client.close)
+        db = client[settings.mongodb_database]
+        businesses = BusinessRepository(db)
+        customers = CustomerRepository(db)
+        conversations = ConversationRepository(db)
+        widgets = WidgetRepository(db)
+        for repository in (businesses, customers, conversations, widgets):
+            await repository.ensure_indexes()
+        broker = await Broker.connect(
+            settings.rabbitmq_url.get_secret_value(),
+            prefetch=settings.store_prefetch,
+            name=SERVICE_NAME,
+            connect_timeout_s=settings.broker_connect_timeout_s,
+        )
+        stack.push_async_callback(broker.close)
+        test_runs = await TestRunClient.start(broker, metrics, margin_s=settings.store_test_run_margin_s)
+        stack.push_async_callback(test_runs.close)
+        yield StoreDependencies(
+            settings=settings,
+            metrics=metrics,
+            businesses=businesses,
+            customers=customers,
+            conversations=conversations,
+            widgets=widgets,
+            sidebars=SidebarRepository(db),
+            events=EventPublisher(broker, metrics),
+            test_runs=test_runs,
+        )
+
+
+async def get_dependencies(request: Request) -> StoreDependencies:
+    dependencies = getattr(request.app.state, "dependencies", None)
+    if not isinstance(dependencies, StoreDependencies):
+        raise RuntimeError("the store's dependencies are not open: run the app with its lifespan or pass them")
+    return dependencies
+
+
+Deps = Annotated[StoreDependencies, Depends(get_dependencies)]

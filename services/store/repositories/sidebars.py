@@ -1,0 +1,42 @@
+"""Sidebars, read-only: the orchestrator writes the latest per conversation and one per run.
+
+Both hold the ``sidebar.ready`` body as a JSON dict, returned exactly as stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import DESCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+
+from shared.ids import scoped_key
+from shared.mongo import RUNS, SIDEBARS, Document, mongo_errors
+from store.repositories import owned_by
+
+MAX_HISTORY = 100
+
+
+class SidebarRepository:
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self._sidebars = db[SIDEBARS]
+        self._runs = db[RUNS]
+
+    async def latest(self, business_id: str, conversation_id: str) -> dict[str, Any] | None:
+        with mongo_errors("read sidebar"):
+            doc = owned_by(
+                business_id, await self._sidebars.find_one({"_id": scoped_key(business_id, conversation_id)})
+            )
+        return None if doc is None else dict(doc["sidebar"])
+
+    async def history(self, business_id: str, conversation_id: str, limit: int) -> list[dict[str, Any]]:
+        """Sidebars of the conversation's runs, newest first; runs still collecting have none yet."""
+        query = {"business_id": business_id, "conversation_id": conversation_id, "sidebar": {"$exists": True}}
+        with mongo_errors("read sidebar history"):
+            docs = (
+                await self._runs.find(query, {"sidebar": 1})
+                .sort([("created_at", DESCENDING), ("_id", 1)])
+                .limit(min(limit, MAX_HISTORY))
+                .to_list()
+            )
+        return [dict(doc["sidebar"]) for doc in docs]

@@ -1,0 +1,213 @@
+"""Request and response bodies of the HTTP API.
+
+Requests are strict and forbid unknown fields, so a typo is a 422 naming the
+field rather than a silently ignored value. Ids use ``shared.ids.Id``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from shared.contracts.events import WidgetError, WidgetStatus
+from shared.contracts.jobs import DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S, WidgetResult
+from shared.contracts.widget_output import WidgetOutput
+from shared.ids import Id
+from store.attributes import Attributes
+from store.repositories.businesses import Business
+from store.repositories.conversations import Conversation
+from store.repositories.customers import Customer
+from store.repositories.widgets import Widget
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+ShortText = Annotated[str, StringConstraints(max_length=320)]
+Subject = Annotated[str, StringConstraints(max_length=2000)]
+Position = Annotated[int, Field(ge=-1_000_000, le=1_000_000)]
+TimeoutSeconds = Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+
+
+class CodeCheckErrorResponse(BaseModel):
+    detail: str
+    line: int | None = Field(description="1-based line the problem is on, when it has one")
+
+
+class CreateBusinessRequest(_Request):
+    business_id: Id
+    name: Name
+
+
+class BusinessResponse(BaseModel):
+    business_id: str
+    name: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, business: Business) -> Self:
+        return cls(business_id=business.business_id, name=business.name, created_at=business.created_at)
+
+
+class CreatedBusinessResponse(BusinessResponse):
+    api_key: str = Field(description="The business's first key; shown only once")
+
+
+class ApiKeyResponse(BaseModel):
+    api_key: str = Field(description="Shown only once; only its hash is stored")
+
+
+class CustomerRequest(_Request):
+    email: ShortText | None = None
+    name: ShortText | None = None
+    phone: ShortText | None = None
+    attributes: Attributes = Field(default_factory=dict)
+
+
+class CustomerResponse(BaseModel):
+    business_id: str
+    customer_id: str
+    email: str | None
+    name: str | None
+    phone: str | None
+    attributes: dict[str, Any]
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, customer: Customer) -> Self:
+        return cls(
+            business_id=customer.business_id,
+            customer_id=customer.customer_id,
+            updated_at=customer.updated_at,
+            **vars(customer.fields),
+        )
+
+
+class ConversationRequest(_Request):
+    public_id: Id | None = None
+    customer_id: Id | None = None
+    channel: ShortText | None = None
+    subject: Subject | None = None
+    status: ShortText | None = None
+    attributes: Attributes = Field(default_factory=dict)
+
+
+class ConversationResponse(BaseModel):
+    business_id: str
+    conversation_id: str
+    public_id: str | None
+    customer_id: str | None
+    channel: str | None
+    subject: str | None
+    status: str | None
+    attributes: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, conversation: Conversation) -> Self:
+        return cls(
+            business_id=conversation.business_id,
+            conversation_id=conversation.conversation_id,
+            created_at=conversation.created_at,
+            updated_at=conversation.updated_at,
+            **vars(conversation.fields),
+        )
+
+
+class OpenConversationRequest(_Request):
+    agent_id: Id | None = None
+
+
+class OpenedResponse(BaseModel):
+    event_id: str
+
+
+class WidgetCreateRequest(_Request):
+    widget_id: Id | None = Field(default=None, description="Generated when absent")
+    name: Name
+    code: str
+    active: bool = True
+    position: Position = 0
+    timeout_s: TimeoutSeconds = DEFAULT_TIMEOUT_S
+
+
+class WidgetPatchRequest(_Request):
+    name: Name | None = None
+    code: str | None = None
+    active: bool | None = None
+    position: Position | None = None
+    timeout_s: TimeoutSeconds | None = None
+
+    @field_validator("name", "code", "active", "position", "timeout_s")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise PydanticCustomError("null_forbidden", "must not be null; leave the field out to keep its value")
+        return value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Self:
+        if not self.model_fields_set:
+            raise PydanticCustomError("empty_patch", "provide at least one of name, code, active, position, timeout_s")
+        return self
+
+
+class WidgetResponse(BaseModel):
+    business_id: str
+    widget_id: str
+    name: str
+    code: str
+    active: bool
+    position: int
+    timeout_s: float
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, widget: Widget) -> Self:
+        return cls(**vars(widget))
+
+
+class TestRunRequest(_Request):
+    __test__ = False  # the name starts with "Test"; pytest must not collect it
+
+    conversation_id: Id | None = None
+    public_id: Id | None = Field(default=None, description="Test against the conversation with this public id")
+    code: str | None = Field(default=None, description="Unsaved code to test instead of the stored code")
+
+    @model_validator(mode="after")
+    def _one_conversation(self) -> Self:
+        if (self.conversation_id is None) == (self.public_id is None):
+            raise PydanticCustomError("conversation_choice", "give exactly one of conversation_id or public_id")
+        return self
+
+
+class TestRunResponse(BaseModel):
+    __test__ = False
+
+    status: WidgetStatus
+    duration_ms: int
+    data: WidgetOutput | None
+    error: WidgetError | None
+    logs: str
+    logs_truncated: bool
+
+    @classmethod
+    def of(cls, result: WidgetResult) -> Self:
+        return cls(
+            status=result.status,
+            duration_ms=result.duration_ms,
+            data=result.data,
+            error=result.error,
+            logs=result.logs,
+            logs_truncated=result.logs_truncated,
+        )

@@ -1,0 +1,92 @@
+"""``/open`` publishes a valid ``conversation.opened`` on the real broker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+
+from shared.broker import Broker
+from shared.contracts.events import decode_conversation_opened
+from shared.topology import CONVERSATION_OPENED_KEY, EXCHANGE
+from store.settings import StoreSettings
+from tests.store.conftest import Tenant
+
+
+@pytest.fixture
+async def opened_queue(settings: StoreSettings) -> AsyncIterator[AbstractQueue]:
+    """A temporary queue bound like the orchestrator's, so the test sees what it would."""
+    broker = await Broker.connect(settings.rabbitmq_url.get_secret_value(), prefetch=10, name="store-tests")
+    try:
+        queue = await broker.consume_channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(EXCHANGE, routing_key=CONVERSATION_OPENED_KEY)
+        yield queue
+    finally:
+        await broker.close()
+
+
+async def next_message(queue: AbstractQueue) -> AbstractIncomingMessage:
+    # The store answers only after the broker confirmed the publish, so the message is already queued.
+    message = await queue.get(fail=False)
+    assert message is not None, "no conversation.opened was published"
+    await message.ack()
+    return message
+
+
+async def test_opening_a_conversation_publishes_conversation_opened(
+    client: httpx.AsyncClient, tenant: Tenant, opened_queue: AbstractQueue
+) -> None:
+    await client.put(tenant.path("/conversations/conv-1"), json={}, headers=tenant.headers)
+
+    response = await client.post(tenant.path("/conversations/conv-1/open"), headers=tenant.headers)
+
+    assert response.status_code == 202
+    event_id = response.json()["event_id"]
+    message = await next_message(opened_queue)
+    event = decode_conversation_opened(message.body)
+    assert (event.event_id, event.business_id, event.conversation_id) == (event_id, tenant.business_id, "conv-1")
+    assert event.context is None
+    assert abs(datetime.now(UTC) - event.occurred_at) < timedelta(minutes=1)
+    assert message.type == "conversation.opened"
+    assert message.message_id == event_id
+    assert message.headers["schema_version"] == 1
+    assert message.content_type == "application/json"
+    assert b"agent_id" not in message.body
+    assert b"context" not in message.body
+
+
+async def test_the_agent_is_named_in_the_event_when_given(
+    client: httpx.AsyncClient, tenant: Tenant, opened_queue: AbstractQueue
+) -> None:
+    await client.put(tenant.path("/conversations/conv-1"), json={}, headers=tenant.headers)
+
+    response = await client.post(
+        tenant.path("/conversations/conv-1/open"), json={"agent_id": "agent-7"}, headers=tenant.headers
+    )
+
+    assert response.status_code == 202
+    assert decode_conversation_opened((await next_message(opened_queue)).body).agent_id == "agent-7"
+
+
+async def test_each_open_is_a_new_event(client: httpx.AsyncClient, tenant: Tenant, opened_queue: AbstractQueue) -> None:
+    await client.put(tenant.path("/conversations/conv-1"), json={}, headers=tenant.headers)
+
+    first = (await client.post(tenant.path("/conversations/conv-1/open"), headers=tenant.headers)).json()
+    second = (await client.post(tenant.path("/conversations/conv-1/open"), headers=tenant.headers)).json()
+
+    assert first["event_id"] != second["event_id"]
+    published = [decode_conversation_opened((await next_message(opened_queue)).body).event_id for _ in range(2)]
+    assert published == [first["event_id"], second["event_id"]]
+
+
+async def test_opening_an_unknown_conversation_is_a_404_and_publishes_nothing(
+    client: httpx.AsyncClient, tenant: Tenant, opened_queue: AbstractQueue
+) -> None:
+    response = await client.post(tenant.path("/conversations/ghost/open"), headers=tenant.headers)
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "conversation 'ghost' not found"}
+    assert await opened_queue.get(fail=False) is None
