@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -133,7 +134,7 @@ async def test_conversations_are_listed_newest_first_with_a_limit(client: httpx.
     too_many = await client.get(tenant.path("/conversations"), params={"limit": 201}, headers=tenant.headers)
 
     ids = [c["conversation_id"] for c in everything.json()]
-    created = [c["created_at"] for c in everything.json()]
+    created = [datetime.fromisoformat(c["created_at"]) for c in everything.json()]
     assert sorted(ids) == ["first", "second", "third"]
     assert created == sorted(created, reverse=True)
     assert [c["conversation_id"] for c in limited.json()] == ids[:2]
