@@ -49,16 +49,6 @@ async def probe_sandbox(runner: SubprocessRunner) -> None:
         )
 
 
-def job_log_fields(job: WidgetJob) -> dict[str, str]:
-    return {
-        "event_id": job.run_id,
-        "business_id": job.business_id,
-        "conversation_id": job.conversation_id,
-        "widget_id": job.widget_id,
-        "job_id": job.job_id,
-    }
-
-
 async def serve(settings: ExecutorSettings, stop: asyncio.Event) -> None:
     registry = new_registry()
     runner = build_runner(settings)
@@ -80,7 +70,7 @@ async def serve(settings: ExecutorSettings, stop: asyncio.Event) -> None:
             queue_name=WIDGET_JOBS_QUEUE,
             decode=decode_widget_job,
             handler=JobHandler(runner=runner, broker=broker, metrics=ExecutorMetrics(registry)),
-            log_fields=job_log_fields,
+            log_fields=WidgetJob.log_fields,
             metrics=ConsumerMetrics(registry, "executor"),
         )
         await consumer.start()

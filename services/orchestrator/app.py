@@ -27,19 +27,6 @@ from shared.topology import CONVERSATION_OPENED_QUEUE, WIDGET_RESULTS_QUEUE
 log = structlog.get_logger(__name__)
 
 
-def event_log_fields(event: ConversationOpened) -> dict[str, str]:
-    return {"event_id": event.event_id, "business_id": event.business_id, "conversation_id": event.conversation_id}
-
-
-def result_log_fields(result: WidgetResult) -> dict[str, str]:
-    return {
-        "event_id": result.run_id,
-        "business_id": result.business_id,
-        "conversation_id": result.conversation_id,
-        "widget_id": result.widget_id,
-    }
-
-
 async def serve(settings: OrchestratorSettings, stop: asyncio.Event) -> None:
     registry = new_registry()
     metrics = OrchestratorMetrics(registry)
@@ -81,7 +68,7 @@ async def serve(settings: OrchestratorSettings, stop: asyncio.Event) -> None:
                 metrics=metrics,
                 schedule=scheduler.schedule,
             ),
-            log_fields=event_log_fields,
+            log_fields=ConversationOpened.log_fields,
             metrics=consumer_metrics,
         )
         results = Consumer(
@@ -90,7 +77,7 @@ async def serve(settings: OrchestratorSettings, stop: asyncio.Event) -> None:
             queue_name=WIDGET_RESULTS_QUEUE,
             decode=decode_widget_result,
             handler=ResultHandler(runs=runs, finalizer=finalizer, metrics=metrics),
-            log_fields=result_log_fields,
+            log_fields=WidgetResult.log_fields,
             metrics=consumer_metrics,
         )
         await opened.start()

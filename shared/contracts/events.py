@@ -45,6 +45,9 @@ class ConversationOpened(_Contract):
     agent_id: Id | None = None
     context: EventContext | None = None
 
+    def log_fields(self) -> dict[str, str]:
+        return {"event_id": self.event_id, "business_id": self.business_id, "conversation_id": self.conversation_id}
+
 
 class WidgetError(_Contract):
     type: str

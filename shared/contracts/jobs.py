@@ -25,6 +25,20 @@ JobPurpose = Literal["sidebar", "test"]
 class _Message(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    run_id: str
+    business_id: Id
+    conversation_id: Id
+    widget_id: Id
+
+    def log_fields(self) -> dict[str, str]:
+        """The ids every log line about this job carries; ``run_id`` is the trigger event's id."""
+        return {
+            "event_id": self.run_id,
+            "business_id": self.business_id,
+            "conversation_id": self.conversation_id,
+            "widget_id": self.widget_id,
+        }
+
 
 class WidgetJob(_Message):
     type: Literal["widget.job"] = "widget.job"
@@ -32,9 +46,6 @@ class WidgetJob(_Message):
     job_id: str = Field(min_length=1, max_length=300)
     run_id: str = Field(min_length=1, max_length=200)
     purpose: JobPurpose
-    business_id: Id
-    conversation_id: Id
-    widget_id: Id
     widget_name: str
     code: str
     timeout_s: float = Field(gt=0, le=MAX_TIMEOUT_S)
@@ -46,11 +57,7 @@ class WidgetResult(_Message):
     type: Literal["widget.result"] = "widget.result"
     version: Literal[1] = 1
     job_id: str
-    run_id: str
     purpose: JobPurpose
-    business_id: Id
-    conversation_id: Id
-    widget_id: Id
     status: WidgetStatus
     duration_ms: int = Field(ge=0)
     data: WidgetOutput | None
