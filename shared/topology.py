@@ -22,6 +22,7 @@ DEAD_LETTER_EXCHANGE = "sidebar.dead-letter"
 
 CONVERSATION_OPENED_KEY = "conversation.opened"
 SIDEBAR_READY_PREFIX = "sidebar.ready"
+SIDEBAR_WIDGET_PREFIX = "sidebar.widget"
 WIDGET_JOB_KEY = "widget.job.v1"
 WIDGET_RESULT_KEY = "widget.result.v1"
 
@@ -37,6 +38,10 @@ DELIVERY_LIMIT = 20
 
 def sidebar_ready_key(business_id: str, conversation_id: str) -> str:
     return f"{SIDEBAR_READY_PREFIX}.{business_id}.{conversation_id}"
+
+
+def sidebar_widget_key(business_id: str, conversation_id: str) -> str:
+    return f"{SIDEBAR_WIDGET_PREFIX}.{business_id}.{conversation_id}"
 
 
 def sidebar_ready_pattern(business_id: str = "*", conversation_id: str = "*") -> str:

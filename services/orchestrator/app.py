@@ -76,7 +76,7 @@ async def serve(settings: OrchestratorSettings, stop: asyncio.Event) -> None:
             broker=broker,
             queue_name=WIDGET_RESULTS_QUEUE,
             decode=decode_widget_result,
-            handler=ResultHandler(runs=runs, finalizer=finalizer, metrics=metrics),
+            handler=ResultHandler(runs=runs, broker=broker, finalizer=finalizer, metrics=metrics),
             log_fields=WidgetResult.log_fields,
             metrics=consumer_metrics,
         )

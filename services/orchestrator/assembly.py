@@ -17,12 +17,17 @@ from shared.contracts.widget_output import WidgetOutput, placeholder_output
 _SIDEBAR_NAMESPACE = uuid.UUID("5b0f6a1e-3c2d-4e8f-9a7b-1d2c3e4f5a6b")
 
 
+def widget_event_id(business_id: str, event_id: str, widget_id: str) -> str:
+    return uuid.uuid5(_SIDEBAR_NAMESPACE, f"{business_id}:{event_id}:{widget_id}").hex
+
+
 def sidebar_event_id(business_id: str, event_id: str) -> str:
     """Deterministic, so a re-published sidebar carries the same id and clients can dedupe."""
     return uuid.uuid5(_SIDEBAR_NAMESPACE, f"{business_id}:{event_id}").hex
 
 
-def _entry(run: Run, widget: WidgetSnapshot, generated_at: datetime) -> SidebarWidget:
+def widget_entry(run: Run, widget: WidgetSnapshot, generated_at: datetime) -> SidebarWidget:
+    """One widget's sidebar entry from what the run has recorded so far."""
     result = run.results.get(widget.widget_id)
     if result is None:
         waited = max(0, round((generated_at - run.received_at).total_seconds() * 1000))
@@ -55,5 +60,5 @@ def assemble_sidebar(run: Run, generated_at: datetime) -> SidebarReady:
         conversation_id=run.conversation_id,
         trigger_event_id=run.event_id,
         generated_at=generated_at,
-        widgets=[_entry(run, widget, generated_at) for widget in ordered],
+        widgets=[widget_entry(run, widget, generated_at) for widget in ordered],
     )

@@ -14,16 +14,24 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from orchestrator.assembly import assemble_sidebar
+from orchestrator.assembly import assemble_sidebar, widget_entry, widget_event_id
 from orchestrator.catalog import WidgetCatalog
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.runs import RecordedResult, Run, RunKey, RunStore, WidgetDefinition
 from shared.broker import Broker, OutgoingMessage
 from shared.consumer import Delivery
-from shared.contracts.events import SCHEMA_VERSION, SIDEBAR_READY, ConversationOpened, EventContext, SidebarReady
+from shared.contracts.events import (
+    SCHEMA_VERSION,
+    SIDEBAR_READY,
+    SIDEBAR_WIDGET,
+    ConversationOpened,
+    EventContext,
+    SidebarReady,
+    SidebarWidgetReady,
+)
 from shared.contracts.jobs import WidgetJob, WidgetResult, job_id_for
 from shared.errors import PermanentError, TransientError
-from shared.topology import EXCHANGE, INTERNAL_EXCHANGE, WIDGET_JOB_KEY, sidebar_ready_key
+from shared.topology import EXCHANGE, INTERNAL_EXCHANGE, WIDGET_JOB_KEY, sidebar_ready_key, sidebar_widget_key
 
 log = structlog.get_logger(__name__)
 
@@ -202,6 +210,7 @@ class OpenedHandler:
 @dataclass(frozen=True)
 class ResultHandler:
     runs: RunStore
+    broker: Broker
     finalizer: Finalizer
     metrics: OrchestratorMetrics
 
@@ -226,5 +235,32 @@ class ResultHandler:
             return
         self.metrics.results.labels(result.status, "recorded").inc()
         self.metrics.widget_duration.labels(result.status).observe(result.duration_ms / 1000)
+        await self._announce(run, result.widget_id)
         if run.complete:
             await self.finalizer.finalize(key)
+
+    async def _announce(self, run: Run, widget_id: str) -> None:
+        """Publish the widget's card at once, so a slow widget never holds up the others."""
+        snapshot = next((w for w in run.widgets if w.widget_id == widget_id), None)
+        if snapshot is None:
+            return
+        event = SidebarWidgetReady(
+            event_id=widget_event_id(run.business_id, run.event_id, widget_id),
+            business_id=run.business_id,
+            conversation_id=run.conversation_id,
+            trigger_event_id=run.event_id,
+            widget=widget_entry(run, snapshot, utc_now()),
+        )
+        message = OutgoingMessage(
+            event.model_dump_json().encode(),
+            message_type=SIDEBAR_WIDGET,
+            message_id=event.event_id,
+            headers={"schema_version": SCHEMA_VERSION},
+        )
+        try:
+            await self.broker.publish(
+                EXCHANGE, sidebar_widget_key(run.business_id, run.conversation_id), message, mandatory=False
+            )
+        except TransientError as exc:
+            # Best effort: sidebar.ready still carries this widget.
+            log.warning("widget.announce_failed", error=str(exc))

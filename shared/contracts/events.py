@@ -18,6 +18,7 @@ from shared.ids import Id
 
 CONVERSATION_OPENED = "conversation.opened"
 SIDEBAR_READY = "sidebar.ready"
+SIDEBAR_WIDGET = "sidebar.widget"
 SCHEMA_VERSION = 1
 
 WidgetStatus = Literal["ok", "error", "timeout"]
@@ -75,5 +76,18 @@ class SidebarReady(_Contract):
     widgets: list[SidebarWidget]
 
 
+class SidebarWidgetReady(_Contract):
+    """Outbound, routing key ``sidebar.widget.<business_id>.<conversation_id>``: one widget's
+    card as soon as its result is recorded, before the whole sidebar is assembled.
+    Progressive and best effort; ``sidebar.ready`` remains the complete, authoritative sidebar."""
+
+    event_id: str
+    business_id: Id
+    conversation_id: Id
+    trigger_event_id: Id
+    widget: SidebarWidget
+
+
 decode_conversation_opened = TypeAdapter(ConversationOpened).validate_json
 decode_sidebar_ready = TypeAdapter(SidebarReady).validate_json
+decode_sidebar_widget_ready = TypeAdapter(SidebarWidgetReady).validate_json

@@ -192,3 +192,24 @@ async def publish_sentinel_sidebar(stack: Stack, business_id: str) -> None:
         await exchange.publish(message, routing_key=sidebar_ready_key(business_id, "sentinel"))
     finally:
         await connection.close()
+
+
+@asynccontextmanager
+async def subscribe_raw(stack: Stack, *patterns: str) -> AsyncIterator[asyncio.Queue[tuple[str, dict[str, object]]]]:
+    """Every message on the ``sidebar`` exchange matching ``patterns``, as (routing key, body)."""
+    received: asyncio.Queue[tuple[str, dict[str, object]]] = asyncio.Queue()
+
+    async def on_message(message: AbstractIncomingMessage) -> None:
+        await received.put((message.routing_key or "", json.loads(message.body)))
+
+    connection = await aio_pika.connect_robust(stack.infra.rabbitmq_url)
+    try:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(EXCHANGE)
+        queue = await channel.declare_queue(exclusive=True)
+        for pattern in patterns:
+            await queue.bind(exchange, pattern)
+        await queue.consume(on_message, no_ack=True)
+        yield received
+    finally:
+        await connection.close()
