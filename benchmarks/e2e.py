@@ -189,6 +189,8 @@ def stack_env(amqp_url: str, database: str, admin_key: str, ports: dict[str, int
         "STORE_PORT": str(ports["store"]),
         "ORCHESTRATOR_METRICS_PORT": str(ports["orchestrator"]),
         "EXECUTOR_METRICS_PORT": str(ports["executor"]),
+        # The sandbox blocks loopback addresses; the benchmark's mock API is allow-listed.
+        "EXECUTOR_EGRESS_ALLOW": f"{LOOPBACK}:{ports['mock']}",
         "METRICS_HOST": LOOPBACK,
     }
 

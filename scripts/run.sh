@@ -37,6 +37,8 @@ TIMEOUT="${RUN_TIMEOUT:-60}"
 
 STORE_URL="http://127.0.0.1:$STORE_PORT"
 MOCK_API_URL="http://127.0.0.1:$MOCK_API_PORT"
+# The sandbox blocks private and loopback addresses; the demo's mock API is the one exception.
+export EXECUTOR_EGRESS_ALLOW="${EXECUTOR_EGRESS_ALLOW:-127.0.0.1:$MOCK_API_PORT}"
 
 NAMES=()
 PIDS=()

@@ -32,6 +32,7 @@ RUN_RESULTS = "run_results"
 RUN_MARKERS = "run_markers"
 RUN_DEADLINES = "run_deadlines"
 SIDEBARS = "sidebars"
+MESSAGES = "messages"
 
 
 def connect_mongo(url: str, *, app_name: str) -> AsyncMongoClient[Document]:

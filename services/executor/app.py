@@ -1,17 +1,19 @@
-"""The executor's composition root: wire the broker, runner, handler and metrics, then run until stopped."""
+"""The executor's composition root: start the sandbox, wire broker, handler and
+metrics, then run until stopped and drain."""
 
 from __future__ import annotations
 
 import asyncio
 from contextlib import AsyncExitStack
+from typing import Any
 
 import structlog
 
 from executor.jobs import JobHandler
 from executor.metrics import ExecutorMetrics
-from executor.runner import RunRequest
+from executor.runner import RunRequest, WidgetRunner
 from executor.settings import ExecutorSettings
-from executor.subprocess_runner import SandboxLimits, SubprocessRunner
+from executor.zygote_runner import SandboxConfig, ZygoteRunner
 from shared.broker import Broker
 from shared.consumer import Consumer, ConsumerMetrics
 from shared.contracts.jobs import WidgetJob, decode_widget_job
@@ -21,39 +23,62 @@ from shared.topology import WIDGET_JOBS_QUEUE
 log = structlog.get_logger(__name__)
 
 _PROBE = "def get_sidebar_data(context):\n    return {'title': 'probe', 'items': []}\n"
+REPORTED_LAYERS = ("rlimits", "uid_per_slot", "no_new_privs", "seccomp", "landlock", "landlock_net", "egress_guard")
 
 
 class SandboxUnusable(RuntimeError):
-    """The sandbox cannot run even a trivial widget, so the executor must not start."""
+    """The sandbox cannot run, or cannot isolate, widget code: the executor must not start."""
 
 
-def build_runner(settings: ExecutorSettings) -> SubprocessRunner:
-    return SubprocessRunner(
-        SandboxLimits(
-            memory_bytes=settings.executor_memory_limit_mb * 1024 * 1024,
-            log_bytes=settings.executor_log_limit_bytes,
-            result_bytes=settings.executor_result_limit_bytes,
-            first_uid=settings.executor_sandbox_first_uid,
-            slots=settings.executor_concurrency,
-            gid=settings.executor_sandbox_gid,
-        )
+def sandbox_config(settings: ExecutorSettings) -> SandboxConfig:
+    return SandboxConfig(
+        memory_bytes=settings.executor_memory_limit_mb * 1024 * 1024,
+        log_bytes=settings.executor_log_limit_bytes,
+        result_bytes=settings.executor_result_limit_bytes,
+        first_uid=settings.executor_sandbox_first_uid,
+        slots=settings.executor_concurrency,
+        gid=settings.executor_sandbox_gid,
+        egress_allow=settings.egress_allow(),
+        connect_ports=settings.egress_ports(),
+        extra_ca_file=settings.executor_extra_ca_file,
+        open_files=settings.executor_open_files,
+        file_bytes=settings.executor_file_size_bytes,
+        threads=settings.executor_threads,
     )
 
 
-async def probe_sandbox(runner: SubprocessRunner) -> None:
+def check_layers(layers: dict[str, Any], allow_unsandboxed: bool) -> None:
+    if not (layers.get("seccomp") or layers.get("landlock")) and not allow_unsandboxed:
+        raise SandboxUnusable(
+            "this kernel offers neither seccomp nor Landlock; refusing to run widget code "
+            "(set EXECUTOR_ALLOW_UNSANDBOXED=true for development only)"
+        )
+
+
+async def probe_sandbox(runner: WidgetRunner) -> None:
     outcome = await runner.run(RunRequest(code=_PROBE, context={}, timeout_s=10.0))
     if outcome.status != "ok":
         raise SandboxUnusable(
             f"the widget sandbox cannot run a trivial widget ({outcome.error_type}: {outcome.error_message}); "
-            f"as root, the sandbox uid must be able to read the Python runtime. Logs: {outcome.logs[:500]}"
+            f"as root, the sandbox uids must be able to read the Python runtime. Logs: {outcome.logs[:500]}"
         )
 
 
 async def serve(settings: ExecutorSettings, stop: asyncio.Event) -> None:
     registry = new_registry()
-    runner = build_runner(settings)
-    await probe_sandbox(runner)
+    metrics = ExecutorMetrics(registry)
     async with AsyncExitStack() as stack:
+        runner = ZygoteRunner(sandbox_config(settings))
+        stack.push_async_callback(runner.close)
+        layers = await runner.start()
+        for layer in REPORTED_LAYERS:
+            metrics.isolation_layer.labels(layer).set(1 if layers.get(layer) else 0)
+        log.info("sandbox.layers", **{layer: bool(layers.get(layer)) for layer in REPORTED_LAYERS})
+        for layer in REPORTED_LAYERS:
+            if not layers.get(layer):
+                log.warning("sandbox.layer_missing", layer=layer)
+        check_layers(layers, settings.executor_allow_unsandboxed)
+        await probe_sandbox(runner)
         metrics_server = serve_metrics(registry, settings.metrics_host, settings.executor_metrics_port)
         stack.callback(metrics_server.close)
         broker = await Broker.connect(
@@ -69,7 +94,7 @@ async def serve(settings: ExecutorSettings, stop: asyncio.Event) -> None:
             broker=broker,
             queue_name=WIDGET_JOBS_QUEUE,
             decode=decode_widget_job,
-            handler=JobHandler(runner=runner, broker=broker, metrics=ExecutorMetrics(registry)),
+            handler=JobHandler(runner=runner, broker=broker, metrics=metrics),
             log_fields=WidgetJob.log_fields,
             metrics=ConsumerMetrics(registry, "executor"),
         )
@@ -77,9 +102,9 @@ async def serve(settings: ExecutorSettings, stop: asyncio.Event) -> None:
         log.info(
             "executor.started",
             concurrency=settings.executor_concurrency,
-            uid_per_slot=runner.isolates_by_uid,
             metrics_port=metrics_server.port,
             memory_limit_mb=settings.executor_memory_limit_mb,
+            egress_allow=list(settings.egress_allow()),
         )
         await stop.wait()
         log.info("executor.draining")

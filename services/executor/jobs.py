@@ -25,6 +25,16 @@ from shared.topology import INTERNAL_EXCHANGE, WIDGET_RESULT_KEY
 log = structlog.get_logger(__name__)
 
 
+def kill_reason(outcome: RunOutcome) -> str | None:
+    if outcome.status == "timeout":
+        return "timeout"
+    if outcome.error_type in ("memory", "cpu_limit"):
+        return "memory" if outcome.error_type == "memory" else "cpu"
+    if outcome.error_type == "crashed" and "signal" in (outcome.error_message or ""):
+        return "signal"
+    return None
+
+
 def result_for(job: WidgetJob, outcome: RunOutcome) -> WidgetResult:
     """Turn a raw run outcome into a result, validating the return format."""
     status, data, error = outcome.status, None, None
@@ -66,6 +76,10 @@ class JobHandler:
         result = result_for(job, outcome)
         self.metrics.jobs.labels(job.purpose, result.status).inc()
         self.metrics.widget_duration.labels(result.status).observe(outcome.duration_s)
+        if outcome.widget_s is not None:
+            self.metrics.sandbox_overhead.observe(max(0.0, outcome.duration_s - outcome.widget_s))
+        if (reason := kill_reason(outcome)) is not None:
+            self.metrics.kills.labels(reason).inc()
         await self._publish(result, delivery)
         log.info(
             "widget.finished",

@@ -26,3 +26,21 @@ class ExecutorMetrics:
             "executor_results_published_total", "Results published, by purpose.", ["purpose"], registry=registry
         )
         self.in_flight = Gauge("executor_jobs_in_flight", "Widget jobs running now.", registry=registry)
+        self.sandbox_overhead = Histogram(
+            "executor_sandbox_overhead_seconds",
+            "Per-job time outside widget code: fork, isolation set-up, pipes, teardown.",
+            buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=registry,
+        )
+        self.kills = Counter(
+            "executor_kills_total",
+            "Widget processes stopped by a limit, by reason (timeout, memory, cpu, signal).",
+            ["reason"],
+            registry=registry,
+        )
+        self.isolation_layer = Gauge(
+            "executor_isolation_layer",
+            "1 when an isolation layer is active in this executor's sandbox, else 0.",
+            ["layer"],
+            registry=registry,
+        )

@@ -6,7 +6,7 @@ a warm sandbox later) can change without touching the job handler.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 RunStatus = Literal["ok", "error", "timeout"]
@@ -17,6 +17,7 @@ class RunRequest:
     code: str
     context: dict[str, Any]
     timeout_s: float
+    secrets: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class RunOutcome:
     error_message: str | None = None
     logs: str = ""
     logs_truncated: bool = False
+    # Time spent in widget code itself, when the sandbox measured it; the rest is overhead.
+    widget_s: float | None = None
 
 
 class WidgetRunner(Protocol):

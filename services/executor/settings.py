@@ -17,3 +17,19 @@ class ExecutorSettings(CommonSettings):
     # under its own unprivileged uid, first_uid .. first_uid + concurrency - 1.
     executor_sandbox_first_uid: int = Field(default=60000, ge=1000)
     executor_sandbox_gid: int = Field(default=65534, ge=1)
+    executor_open_files: int = Field(default=64, ge=16)
+    executor_file_size_bytes: int = Field(default=1024 * 1024, ge=0)
+    executor_threads: int = Field(default=32, ge=1)
+    # Widgets may reach public addresses on these ports; EXECUTOR_EGRESS_ALLOW adds
+    # "ip:port" or "cidr:port" entries (comma-separated) that are private, e.g. a local mock API.
+    executor_egress_ports: str = Field(default="80,443", pattern=r"^\d+(,\d+)*$")
+    executor_egress_allow: str = Field(default="", pattern=r"^[^\s]*$")
+    executor_extra_ca_file: str | None = None
+    # Development only: start even when the kernel offers neither seccomp nor Landlock.
+    executor_allow_unsandboxed: bool = False
+
+    def egress_allow(self) -> tuple[str, ...]:
+        return tuple(entry for entry in self.executor_egress_allow.split(",") if entry)
+
+    def egress_ports(self) -> tuple[int, ...]:
+        return tuple(int(port) for port in self.executor_egress_ports.split(","))

@@ -68,6 +68,7 @@ def start_stack(infra: Infra, *, orchestrators: int = 2) -> Stack:
             "STORE_PORT": str(store_port),
             "SIDEBAR_DEADLINE_MARGIN_S": "2",
             "EXECUTOR_CONCURRENCY": "4",
+            "EXECUTOR_EGRESS_ALLOW": f"127.0.0.1:{mock_port}",
         }
     )
     mock_api = python_script("mock-api", "demo/mock_api.py", ["--port", str(mock_port)], env).start()

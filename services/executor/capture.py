@@ -1,0 +1,100 @@
+"""Reading a widget process's output: capped pipes, and turning what came back into an outcome.
+
+Shared by every runner, so all of them report the same statuses and messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from dataclasses import dataclass, field
+from typing import Any
+
+from executor.runner import RunOutcome
+
+_CHUNK = 64 * 1024
+
+
+@dataclass
+class Capture:
+    data: bytearray = field(default_factory=bytearray)
+    total: int = 0
+
+
+async def read_capped(reader: asyncio.StreamReader, limit: int) -> Capture:
+    """Keep the first ``limit`` bytes, drain and count the rest (a writer never blocks on us)."""
+    capture = Capture()
+    while chunk := await reader.read(_CHUNK):
+        capture.total += len(chunk)
+        room = limit - len(capture.data)
+        if room > 0:
+            capture.data += chunk[:room]
+    return capture
+
+
+async def pipe_reader(fd: int) -> asyncio.StreamReader:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=_CHUNK)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", 0))
+    return reader
+
+
+async def collect(
+    tasks: tuple[asyncio.Task[Capture], asyncio.Task[Capture]], grace_s: float
+) -> tuple[Capture, Capture]:
+    """Wait briefly for both pipes to close; a process that escaped the kill could hold them open."""
+    done, pending = await asyncio.wait(set(tasks), timeout=grace_s)
+    for task in pending:
+        task.cancel()
+    logs, result = (task.result() if task in done else Capture() for task in tasks)
+    return logs, result
+
+
+def describe_exit(status: int) -> str:
+    if status < 0:
+        number = -status
+        name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else str(number)
+        return f"widget process was killed by signal {name}"
+    return f"widget process exited with code {status} before returning a result"
+
+
+def build_outcome(
+    *,
+    exit_code: int,
+    timed_out: bool,
+    duration: float,
+    logs: Capture,
+    result: Capture,
+    timeout: float,
+    result_limit: int,
+) -> RunOutcome:
+    """``exit_code`` follows subprocess conventions: negative means killed by that signal."""
+    log_text = logs.data.decode("utf-8", errors="replace")
+    truncated = logs.total > len(logs.data)
+    if truncated:
+        log_text += f"\n[logs truncated: {logs.total} bytes written, first {len(logs.data)} kept]"
+    common: dict[str, Any] = {"duration_s": duration, "logs": log_text, "logs_truncated": truncated}
+    if timed_out:
+        message = f"widget did not finish within its {timeout:g} s timeout and was stopped"
+        return RunOutcome("timeout", error_type="timeout", error_message=message, **common)
+    if result.total > result_limit:
+        message = f"return value is {result.total} bytes of JSON, over the {result_limit} byte limit"
+        return RunOutcome("error", error_type="output_too_large", error_message=message, **common)
+    if not result.data:
+        if exit_code == -signal.SIGXCPU:
+            return RunOutcome("error", error_type="cpu_limit", error_message="widget used up its CPU time", **common)
+        kind = "crashed" if exit_code != 0 else "no_result"
+        return RunOutcome("error", error_type=kind, error_message=describe_exit(exit_code), **common)
+    try:
+        envelope = json.loads(result.data)
+    except ValueError:
+        envelope = None
+    if not isinstance(envelope, dict):
+        message = "the widget process wrote an unreadable result"
+        return RunOutcome("error", error_type="crashed", error_message=message, **common)
+    if envelope.get("ok"):
+        return RunOutcome("ok", value=envelope.get("value"), **common)
+    error = envelope.get("error") or {}
+    return RunOutcome("error", error_type=str(error.get("type")), error_message=str(error.get("message")), **common)

@@ -1,0 +1,147 @@
+"""What a forked widget process does, in order, before and around widget code.
+
+1. New session; stdout/stderr to the log pipe; every other inherited fd closed.
+2. rlimits: address space, CPU seconds, open files, file size, no core files,
+   and a process/thread cap for the slot's uid.
+3. As root: switch to the slot's uid/gid with no supplementary groups.
+4. no_new_privs, undumpable.
+5. Landlock: read-only runtime, no writes, TCP connect only to allowed ports.
+6. seccomp: no exec, no new processes, no tracing, mounts, namespaces, bpf...
+7. The egress guard, then the widget: ``get_sidebar_data(context)``.
+The result envelope goes to the result pipe; the process then exits at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+from typing import Any
+
+from executor.sandbox import egress, landlock, seccomp
+from executor.sandbox.runtime import widget_builtins
+
+WIDGET_FILENAME = "<widget>"
+_PR_SET_NO_NEW_PRIVS, _PR_SET_DUMPABLE = 38, 4
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _apply_limits(limits: dict[str, int]) -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_AS, (limits["memory_bytes"], limits["memory_bytes"]))
+    resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu_seconds"], limits["cpu_seconds"] + 1))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limits["open_files"], limits["open_files"]))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_bytes"], limits["file_bytes"]))
+    resource.setrlimit(resource.RLIMIT_NPROC, (limits["threads"], limits["threads"]))
+
+
+def _drop_privileges(uid: int | None, gid: int | None) -> None:
+    if uid is None or gid is None or os.geteuid() != 0:
+        return
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+
+
+def _failure(kind: str, exc: BaseException) -> dict[str, Any]:
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename == WIDGET_FILENAME:
+            line = frame.lineno
+    where = f" (line {line})" if line else ""
+    text = str(exc)
+    message = f"{type(exc).__name__}: {text}{where}" if text else f"{type(exc).__name__}{where}"
+    return {"ok": False, "error": {"type": kind, "message": message}}
+
+
+def _run_widget(request: dict[str, Any]) -> dict[str, Any]:
+    namespace: dict[str, Any] = {"__name__": "widget", "__builtins__": widget_builtins(request.get("secrets") or {})}
+    try:
+        exec(compile(request["code"], WIDGET_FILENAME, "exec"), namespace)  # noqa: S102 - the point of the sandbox
+        function = namespace.get("get_sidebar_data")
+        if not callable(function):
+            return {"ok": False, "error": {"type": "invalid_widget", "message": "get_sidebar_data is not defined"}}
+        return {"ok": True, "value": function(request["context"])}
+    except MemoryError as exc:
+        return _failure("memory", exc)
+    except SyntaxError as exc:
+        return {"ok": False, "error": {"type": "invalid_widget", "message": f"line {exc.lineno}: {exc.msg}"}}
+    except egress.EgressDenied as exc:
+        return _failure("egress_denied", exc)
+    except BaseException as exc:  # noqa: BLE001 - SystemExit and friends are widget failures too
+        return _failure("exception", exc)
+
+
+def _encode(envelope: dict[str, Any]) -> bytes:
+    try:
+        return json.dumps(envelope, allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        message = f"return value is not JSON: {exc}"
+    except RecursionError:
+        message = "return value is not JSON: it nests too deeply or refers to itself"
+    return json.dumps({"ok": False, "error": {"type": "invalid_return", "message": message}}).encode()
+
+
+def _close_fds_except(keep: set[int]) -> None:
+    """The zygote's control socket and other jobs' pipes must not reach widget code."""
+    # An empty range makes close_range(2) fail, and CPython's fallback then closes too much.
+    low = 0
+    for fd in sorted(keep):
+        if low < fd:
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, max(low + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0]))
+
+
+def _read_request(fd: int) -> dict[str, Any]:
+    with os.fdopen(fd, "rb") as source:
+        request: dict[str, Any] = json.loads(source.read())
+    return request
+
+
+def run(config: dict[str, Any], request_fd: int, log_fd: int, result_fd: int) -> None:
+    """Never returns: the forked child ends with ``os._exit``."""
+    code = 70
+    try:
+        os.setsid()
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        ruleset = config.get("landlock_ruleset")
+        _close_fds_except({0, 1, 2, request_fd, result_fd, *([ruleset] if ruleset is not None else [])})
+        _apply_limits(config["limits"])
+        _drop_privileges(config.get("uid"), config.get("gid"))
+        _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+        request = _read_request(request_fd)
+        layers = config["layers"]
+        if layers.get("landlock") and ruleset is not None:
+            landlock.enforce(ruleset)
+            os.close(ruleset)
+        compiled = config.get("seccomp_filter")
+        if layers.get("seccomp") and compiled is not None:
+            seccomp.install(compiled, os.getpid())
+        egress.install(egress.EgressPolicy.parse(config["egress_allow"]))
+        started = time.perf_counter()
+        envelope = _run_widget(request)
+        envelope["elapsed_s"] = time.perf_counter() - started
+        sys.stdout.flush()
+        payload = _encode(envelope)
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(result_fd, view) :]
+        code = 0
+        # Close the pipes before exiting: the executor has everything without waiting for teardown.
+        sys.stderr.flush()
+        for fd in (result_fd, 1, 2):
+            os.close(fd)
+    except BaseException as exc:  # noqa: BLE001 - the parent reports a child without a result as crashed
+        # Plain os.write: no allocation-heavy formatting, no source lookups under Landlock.
+        with contextlib.suppress(BaseException):
+            os.write(2, f"sandbox setup failed: {type(exc).__name__}: {exc}\n".encode())
+    finally:
+        os._exit(code)

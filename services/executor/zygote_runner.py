@@ -1,0 +1,323 @@
+"""The runner adapter that forks each job from a warm zygote (see sandbox/zygote.py).
+
+The executor keeps the credentials; the zygote is a separate, fresh interpreter
+with an empty environment, so nothing forked from it can inherit them. Per job
+the executor creates three pipes (request, logs, result), hands their child
+ends to the zygote over a SOCK_SEQPACKET socket, writes the request, reads the
+capped outputs and kills the child's process group at the wall-time limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from executor.capture import Capture, build_outcome, collect, pipe_reader, read_capped
+from executor.runner import RunOutcome, RunRequest
+
+log = structlog.get_logger(__name__)
+
+_PIPE_GRACE_S = 1.0
+_ZYGOTE_ANSWER_S = 10.0
+_MAX_MESSAGE = 64 * 1024
+_RUNTIME_PATHS = ("/usr", "/lib", "/lib64", "/bin", "/etc/ssl", "/etc/ca-certificates", "/usr/share/zoneinfo")
+_SYSTEM_FILES = (
+    "/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/gai.conf", "/etc/host.conf",
+    "/etc/services", "/etc/protocols", "/etc/localtime", "/dev/null", "/dev/urandom", "/dev/random",
+)  # fmt: skip
+
+
+class SandboxFailure(RuntimeError):
+    """The zygote died or stopped answering."""
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    memory_bytes: int
+    log_bytes: int
+    result_bytes: int
+    first_uid: int
+    slots: int
+    gid: int
+    egress_allow: tuple[str, ...] = ()
+    connect_ports: tuple[int, ...] = (80, 443)
+    extra_ca_file: str | None = None
+    open_files: int = 64
+    file_bytes: int = 1024 * 1024
+    threads: int = 32
+    python: str = sys.executable
+
+    def zygote_config(self) -> dict[str, Any]:
+        ports = {*self.connect_ports, *(int(entry.rpartition(":")[2]) for entry in self.egress_allow)}
+        return {
+            "read_only_paths": sorted({*_RUNTIME_PATHS, *_SYSTEM_FILES, *_python_paths()}),
+            "connect_ports": sorted(ports),
+            "egress_allow": list(self.egress_allow),
+            "extra_ca_file": self.extra_ca_file,
+        }
+
+
+def _python_paths() -> set[str]:
+    import executor
+
+    paths = {sys.prefix, sys.base_prefix, os.path.dirname(os.path.dirname(executor.__file__))}
+    return paths | {path for path in sys.path if path and os.path.isdir(path)}
+
+
+@dataclass
+class _Zygote:
+    process: asyncio.subprocess.Process
+    control: socket.socket
+    pids: dict[int, asyncio.Future[int]] = field(default_factory=dict)
+    exits: dict[int, asyncio.Future[int]] = field(default_factory=dict)
+    layers: asyncio.Future[dict[str, Any]] | None = None
+    alive: bool = True
+
+
+class ZygoteRunner:
+    def __init__(self, config: SandboxConfig) -> None:
+        self._config = config
+        self._drop_privileges = os.geteuid() == 0
+        self._free_uids: asyncio.Queue[int] = asyncio.Queue()
+        for slot in range(config.slots):
+            self._free_uids.put_nowait(config.first_uid + slot)
+        self._zygote: _Zygote | None = None
+        self._starting = asyncio.Lock()
+        self._ids = itertools.count(1)
+
+    async def start(self) -> dict[str, Any]:
+        """Start the zygote; returns the isolation layers it found on this kernel."""
+        zygote = await self._ensure_zygote()
+        assert zygote.layers is not None
+        return await asyncio.wait_for(asyncio.shield(zygote.layers), _ZYGOTE_ANSWER_S)
+
+    async def close(self) -> None:
+        zygote, self._zygote = self._zygote, None
+        if zygote is None:
+            return
+        asyncio.get_running_loop().remove_reader(zygote.control.fileno())
+        zygote.control.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(zygote.process.wait(), 5)
+        if zygote.process.returncode is None:
+            zygote.process.kill()
+            await zygote.process.wait()
+
+    async def run(self, request: RunRequest) -> RunOutcome:
+        uid = await self._free_uids.get()
+        try:
+            return await self._run_as(uid, request)
+        finally:
+            self._free_uids.put_nowait(uid)
+
+    async def _run_as(self, uid: int, request: RunRequest) -> RunOutcome:
+        zygote = await self._ensure_zygote()
+        loop = asyncio.get_running_loop()
+        request_r, request_w = os.pipe()
+        log_r, log_w = os.pipe()
+        result_r, result_w = os.pipe()
+        job = next(self._ids)
+        zygote.pids[job] = loop.create_future()
+        started = time.perf_counter()
+        try:
+            self._send(zygote, self._run_message(job, uid, request), [request_r, log_w, result_w])
+        finally:
+            for fd in (request_r, log_w, result_w):
+                os.close(fd)
+        logs_task = asyncio.create_task(read_capped(await pipe_reader(log_r), self._config.log_bytes))
+        result_task = asyncio.create_task(read_capped(await pipe_reader(result_r), self._config.result_bytes + 1))
+        try:
+            try:
+                pid = await asyncio.wait_for(zygote.pids[job], _ZYGOTE_ANSWER_S)
+            except TimeoutError as exc:
+                raise SandboxFailure("the sandbox zygote did not start the widget process") from exc
+            finally:
+                zygote.pids.pop(job, None)
+            await self._write_request(request_w, request)
+            os.close(request_w)  # EOF tells the child the request is complete
+            request_w = -1
+            exit_code, timed_out = await self._await_end(zygote, pid, (logs_task, result_task), request.timeout_s)
+        except SandboxFailure as exc:
+            await collect((logs_task, result_task), _PIPE_GRACE_S)
+            return RunOutcome(
+                "error", time.perf_counter() - started, error_type="sandbox_failure", error_message=str(exc)
+            )
+        finally:
+            if request_w >= 0:  # closed exactly once: a second close could hit another job's reused fd
+                os.close(request_w)
+        duration = time.perf_counter() - started
+        logs, result = await collect((logs_task, result_task), _PIPE_GRACE_S)
+        outcome = build_outcome(
+            exit_code=exit_code,
+            timed_out=timed_out,
+            duration=duration,
+            logs=logs,
+            result=result,
+            timeout=request.timeout_s,
+            result_limit=self._config.result_bytes,
+        )
+        return _with_widget_time(outcome, result)
+
+    @staticmethod
+    async def _await_end(
+        zygote: _Zygote, pid: int, pipes: tuple[asyncio.Task[Capture], asyncio.Task[Capture]], limit_s: float
+    ) -> tuple[int, bool]:
+        """(exit code, timed out). A child that delivered its result closes its pipes before
+        exiting, so its teardown is not waited for; without a result, its exit status explains why."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit_s
+        exit_future = zygote.exits[pid]
+        exit_future.add_done_callback(lambda _: zygote.exits.pop(pid, None))
+        try:
+            _, pending = await asyncio.wait(pipes, timeout=limit_s)
+            if pending:
+                raise TimeoutError
+            if pipes[1].result().data:
+                return 0, False
+            status = await asyncio.wait_for(asyncio.shield(exit_future), max(0.0, deadline - loop.time()))
+            return os.waitstatus_to_exitcode(status), False
+        except TimeoutError:
+            return 0, True
+        finally:
+            _kill_group(pid)  # whatever the widget left in its session dies with it
+
+    def _run_message(self, job: int, uid: int, request: RunRequest) -> dict[str, Any]:
+        config = self._config
+        return {
+            "op": "run",
+            "id": job,
+            "uid": uid if self._drop_privileges else None,
+            "gid": config.gid if self._drop_privileges else None,
+            "limits": {
+                "memory_bytes": config.memory_bytes,
+                "cpu_seconds": max(1, int(request.timeout_s) + 1),
+                "open_files": config.open_files,
+                "file_bytes": config.file_bytes,
+                "threads": config.threads,
+            },
+        }
+
+    @staticmethod
+    async def _write_request(fd: int, request: RunRequest) -> None:
+        payload = json.dumps({"code": request.code, "context": request.context, "secrets": request.secrets}).encode()
+
+        def write_all() -> None:
+            view = memoryview(payload)
+            with contextlib.suppress(BrokenPipeError):
+                while view:
+                    view = view[os.write(fd, view) :]
+
+        if len(payload) < 60 * 1024:
+            write_all()  # a fresh pipe holds 64 KiB: this cannot block
+        else:
+            await asyncio.to_thread(write_all)
+
+    async def _ensure_zygote(self) -> _Zygote:
+        async with self._starting:
+            if self._zygote is None or not self._zygote.alive:
+                if self._zygote is not None:
+                    await self.close()
+                self._zygote = await self._spawn()
+            return self._zygote
+
+    async def _spawn(self) -> _Zygote:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                self._config.python,
+                "-I",
+                "-X",
+                "utf8",
+                "-m",
+                "executor.sandbox.zygote",
+                str(child.fileno()),
+                stdin=asyncio.subprocess.PIPE,
+                env={},
+                cwd="/",
+                pass_fds=(child.fileno(),),
+            )
+        finally:
+            child.close()
+        assert process.stdin is not None
+        process.stdin.write(json.dumps(self._config.zygote_config()).encode() + b"\n")
+        await process.stdin.drain()
+        process.stdin.close()
+        parent.setblocking(False)
+        zygote = _Zygote(process=process, control=parent)
+        zygote.layers = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().add_reader(parent.fileno(), self._on_readable, zygote)
+        self._send(zygote, {"op": "layers"}, [])
+        return zygote
+
+    @staticmethod
+    def _send(zygote: _Zygote, message: dict[str, Any], fds: list[int]) -> None:
+        if not zygote.alive:
+            raise SandboxFailure("the sandbox zygote is not running")
+        data = json.dumps(message).encode()
+        for _ in range(1000):
+            try:
+                socket.send_fds(zygote.control, [data], fds)
+                return
+            except BlockingIOError:
+                time.sleep(0.001)  # the zygote answers in microseconds; this never spins long
+        raise SandboxFailure("the sandbox zygote does not read its control socket")
+
+    def _on_readable(self, zygote: _Zygote) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                data = zygote.control.recv(_MAX_MESSAGE)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._zygote_died(zygote)
+                return
+            message = json.loads(data)
+            if "layers" in message and zygote.layers is not None and not zygote.layers.done():
+                zygote.layers.set_result(message["layers"])
+            elif "status" in message:
+                exit_future = zygote.exits.setdefault(message["pid"], loop.create_future())
+                if not exit_future.done():
+                    exit_future.set_result(message["status"])
+            elif "pid" in message:
+                zygote.exits.setdefault(message["pid"], loop.create_future())
+                pid_future = zygote.pids.get(message["id"])
+                if pid_future is not None and not pid_future.done():
+                    pid_future.set_result(message["pid"])
+
+    def _zygote_died(self, zygote: _Zygote) -> None:
+        zygote.alive = False
+        asyncio.get_running_loop().remove_reader(zygote.control.fileno())
+        failure = SandboxFailure("the sandbox zygote exited; it restarts for the next job")
+        for future in [*zygote.pids.values(), *zygote.exits.values()]:
+            if not future.done():
+                future.set_exception(failure)
+        log.error("sandbox.zygote_died")
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _with_widget_time(outcome: RunOutcome, result: Capture) -> RunOutcome:
+    try:
+        elapsed = json.loads(result.data).get("elapsed_s") if result.data else None
+    except (ValueError, AttributeError):
+        elapsed = None
+    if not isinstance(elapsed, int | float):
+        return outcome
+    return RunOutcome(**{**vars(outcome), "widget_s": float(elapsed)})
