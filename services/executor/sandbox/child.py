@@ -71,9 +71,11 @@ def _run_widget(request: dict[str, Any]) -> dict[str, Any]:
         return _failure("memory", exc)
     except SyntaxError as exc:
         return {"ok": False, "error": {"type": "invalid_widget", "message": f"line {exc.lineno}: {exc.msg}"}}
-    except egress.EgressDenied as exc:
-        return _failure("egress_denied", exc)
     except BaseException as exc:  # noqa: BLE001 - SystemExit and friends are widget failures too
+        if egress.denials:
+            failure = _failure("egress_denied", exc)
+            failure["error"]["message"] = f"{egress.denials[-1]}; the widget failed with {failure['error']['message']}"
+            return failure
         return _failure("exception", exc)
 
 

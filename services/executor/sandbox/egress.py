@@ -21,6 +21,11 @@ class EgressDenied(PermissionError):
     """Raised inside widget code for a forbidden connection."""
 
 
+# The last refusal in this process: HTTP libraries wrap EgressDenied in their own
+# errors, and the sandbox still wants to report the run as egress_denied.
+denials: list[str] = []
+
+
 @dataclass(frozen=True)
 class EgressPolicy:
     allowed: tuple[tuple[_Network, int], ...] = ()
@@ -54,7 +59,8 @@ def _checked(policy: EgressPolicy, family: int, address: Any) -> Any:
     for info in infos:
         resolved = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
         if not policy.permits(resolved, port):
-            raise EgressDenied(f"connection to {resolved}:{port} is not allowed (private, loopback or link-local)")
+            denials.append(f"connection to {resolved}:{port} is not allowed (private, loopback or link-local)")
+            raise EgressDenied(denials[-1])
     return (infos[0][4][0], port, *address[2:])
 
 

@@ -1,0 +1,169 @@
+"""The poison suite against the real zygote sandbox: each hostile widget gets a precise
+status within its timeout + 1 s, the sandbox keeps serving, and healthy widgets running
+at the same time return their results quickly."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from executor.runner import RunOutcome, RunRequest
+from executor.zygote_runner import SandboxConfig, ZygoteRunner
+from tests.system.harness import free_port
+
+TIMEOUT_S = 1.5
+HEALTHY = (
+    "def get_sidebar_data(context):\n    print('healthy', context['n'])\n    return {'title': 'ok', 'items': []}\n"
+)
+
+
+def _widget(body: str) -> str:
+    lines = "\n".join("    " + line for line in body.strip().splitlines())
+    return f"def get_sidebar_data(context):\n{lines}\n"
+
+
+class _Redirect(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(302)
+        self.send_header("Location", "http://127.0.0.1:5672/")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def redirect_port() -> Iterator[int]:
+    port = free_port()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield port
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+async def runner(redirect_port: int) -> AsyncIterator[ZygoteRunner]:
+    value = ZygoteRunner(
+        SandboxConfig(
+            memory_bytes=256 * 1024 * 1024,
+            log_bytes=64 * 1024,
+            result_bytes=256 * 1024,
+            first_uid=60100,
+            slots=16,
+            gid=65534,
+            egress_allow=(f"127.0.0.1:{redirect_port}",),
+        )
+    )
+    layers = await value.start()
+    assert layers["seccomp"] and layers["landlock"], layers
+    yield value
+    await value.close()
+
+
+POISON = {
+    "infinite loop": ("while True:\n    pass", "timeout", "timeout"),
+    "memory bomb": ("hog = []\nwhile True:\n    hog.append(bytearray(10 ** 7))", "error", "memory"),
+    "fork bomb": ("import os\nwhile True:\n    os.fork()", "error", "exception"),
+    "deep recursion": ("def down(n):\n    return down(n + 1)\nreturn down(0)", "error", "exception"),
+    "os.system": ("import os\nassert os.system('id') == 0, 'ran a shell'", "error", "exception"),
+    "subprocess": ("import subprocess\nsubprocess.run(['id'])", "error", "exception"),
+    "os._exit": ("import os\nos._exit(3)", "error", "crashed"),
+    "segfault": ("import ctypes\nctypes.string_at(0)", "error", "crashed"),
+    "read /etc/shadow": ("return {'title': open('/etc/shadow').read(), 'items': []}", "error", "exception"),
+    "read /proc/1/environ": ("return {'title': open('/proc/1/environ').read(), 'items': []}", "error", "exception"),
+    "read parent environ": (
+        "import os\nreturn {'title': open(f'/proc/{os.getppid()}/environ').read(), 'items': []}",
+        "error",
+        "exception",
+    ),
+    "write a file": ("open('/tmp/owned', 'w').write('x')", "error", "exception"),
+    "metadata address": (
+        "import socket\nsocket.create_connection(('169.254.169.254', 80), 1)",
+        "error",
+        "egress_denied",
+    ),
+    "broker port": ("import socket\nsocket.create_connection(('127.0.0.1', 5672), 1)", "error", "egress_denied"),
+    "database port": ("import socket\nsocket.create_connection(('127.0.0.1', 27017), 1)", "error", "egress_denied"),
+    "private address": ("import socket\nsocket.create_connection(('10.1.2.3', 80), 1)", "error", "egress_denied"),
+    "name resolving to loopback": (
+        "import requests\nrequests.get('http://localhost:80/', timeout=1)",
+        "error",
+        "egress_denied",
+    ),
+    "decimal IP": ("import requests\nrequests.get('http://2130706433:5672/', timeout=1)", "error", "egress_denied"),
+    "hex shorthand IP": ("import socket\nsocket.create_connection(('0x7f.1', 5672), 1)", "error", "egress_denied"),
+    "IPv4-mapped IPv6": (
+        "import requests\nrequests.get('http://[::ffff:127.0.0.1]:5672/', timeout=1)",
+        "error",
+        "egress_denied",
+    ),
+    "objects that are not JSON": ("return {'title': object(), 'items': []}", "error", "invalid_return"),
+    "a 50 MB string": ("return {'title': 'x' * 50_000_000, 'items': []}", "error", "output_too_large"),
+    "sleeping past the deadline": ("import time\ntime.sleep(60)", "timeout", "timeout"),
+    "ignoring SIGTERM and SIGALRM": (
+        "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "signal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    time.sleep(0.01)",
+        "timeout",
+        "timeout",
+    ),
+    "a module that does not exist": ("import no_such_module_anywhere", "error", "exception"),
+}
+
+
+def _redirecting(port: int) -> str:
+    return _widget(f"import requests\nrequests.get('http://127.0.0.1:{port}/', timeout=1)")
+
+
+async def _timed(runner: ZygoteRunner, code: str, n: int = 0) -> tuple[RunOutcome, float]:
+    started = time.perf_counter()
+    outcome = await runner.run(RunRequest(code=code, context={"n": n}, timeout_s=TIMEOUT_S))
+    return outcome, time.perf_counter() - started
+
+
+@pytest.mark.parametrize("name", list(POISON))
+async def test_each_poison_gets_a_precise_status_while_healthy_jobs_run(runner: ZygoteRunner, name: str) -> None:
+    body, status, error_type = POISON[name]
+    poison = asyncio.create_task(_timed(runner, _widget(body)))
+    healthy = await asyncio.gather(*(_timed(runner, HEALTHY, n) for n in range(3)))
+    outcome, elapsed = await poison
+    assert (outcome.status, outcome.error_type) == (status, error_type), outcome.error_message
+    assert elapsed < TIMEOUT_S + 1
+    for n, (result, took) in enumerate(healthy):
+        assert result.status == "ok", result.error_message
+        assert result.logs == f"healthy {n}\n"
+        assert took < 0.5, f"a healthy job took {took:.3f} s next to {name}"
+    after, _ = await _timed(runner, HEALTHY, 9)
+    assert after.status == "ok", "the sandbox keeps serving"
+
+
+async def test_a_redirect_to_a_forbidden_address_is_refused(runner: ZygoteRunner, redirect_port: int) -> None:
+    outcome, _ = await _timed(runner, _redirecting(redirect_port))
+    assert (outcome.status, outcome.error_type) == ("error", "egress_denied"), outcome.error_message
+    assert "127.0.0.1:5672" in (outcome.error_message or "")
+
+
+async def test_threads_left_running_do_not_hold_the_job(runner: ZygoteRunner) -> None:
+    code = _widget(
+        "import threading, time\n"
+        "threading.Thread(target=lambda: time.sleep(60), daemon=False).start()\n"
+        "return {'title': 'done', 'items': []}"
+    )
+    outcome, elapsed = await _timed(runner, code)
+    assert outcome.status == "ok", outcome.error_message
+    assert elapsed < 1.0
+
+
+async def test_allow_listed_local_address_is_reachable(runner: ZygoteRunner, redirect_port: int) -> None:
+    code = _widget(
+        f"import http.client\nc = http.client.HTTPConnection('127.0.0.1', {redirect_port}, timeout=1)\n"
+        "c.request('GET', '/')\nreturn {'title': str(c.getresponse().status), 'items': []}"
+    )
+    outcome, _ = await _timed(runner, code)
+    assert outcome.status == "ok", outcome.error_message
+    assert outcome.value == {"title": "302", "items": []}
