@@ -100,6 +100,10 @@ class ServiceProcess:
                     raise AssertionError(f"{self.name} {state} waiting for a log line; tail:\n{tail}")
                 self._changed.wait(timeout=min(remaining, 0.5))
 
+    def send_signal(self, sig: signal.Signals) -> None:
+        assert self._process is not None
+        self._process.send_signal(sig)
+
     def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 40.0) -> int:
         if self._process is None:
             return 0
