@@ -14,17 +14,13 @@ import pytest
 
 from executor.runner import RunOutcome, RunRequest
 from executor.zygote_runner import SandboxConfig, ZygoteRunner
+from tests.poison import POISON, widget
 from tests.system.harness import free_port
 
 TIMEOUT_S = 1.5
 HEALTHY = (
     "def get_sidebar_data(context):\n    print('healthy', context['n'])\n    return {'title': 'ok', 'items': []}\n"
 )
-
-
-def _widget(body: str) -> str:
-    lines = "\n".join("    " + line for line in body.strip().splitlines())
-    return f"def get_sidebar_data(context):\n{lines}\n"
 
 
 class _Redirect(http.server.BaseHTTPRequestHandler):
@@ -66,58 +62,8 @@ async def runner(redirect_port: int) -> AsyncIterator[ZygoteRunner]:
     await value.close()
 
 
-POISON = {
-    "infinite loop": ("while True:\n    pass", "timeout", "timeout"),
-    "memory bomb": ("hog = []\nwhile True:\n    hog.append(bytearray(10 ** 7))", "error", "memory"),
-    "fork bomb": ("import os\nwhile True:\n    os.fork()", "error", "exception"),
-    "deep recursion": ("def down(n):\n    return down(n + 1)\nreturn down(0)", "error", "exception"),
-    "os.system": ("import os\nassert os.system('id') == 0, 'ran a shell'", "error", "exception"),
-    "subprocess": ("import subprocess\nsubprocess.run(['id'])", "error", "exception"),
-    "os._exit": ("import os\nos._exit(3)", "error", "crashed"),
-    "segfault": ("import ctypes\nctypes.string_at(0)", "error", "crashed"),
-    "read /etc/shadow": ("return {'title': open('/etc/shadow').read(), 'items': []}", "error", "exception"),
-    "read /proc/1/environ": ("return {'title': open('/proc/1/environ').read(), 'items': []}", "error", "exception"),
-    "read parent environ": (
-        "import os\nreturn {'title': open(f'/proc/{os.getppid()}/environ').read(), 'items': []}",
-        "error",
-        "exception",
-    ),
-    "write a file": ("open('/tmp/owned', 'w').write('x')", "error", "exception"),
-    "metadata address": (
-        "import socket\nsocket.create_connection(('169.254.169.254', 80), 1)",
-        "error",
-        "egress_denied",
-    ),
-    "broker port": ("import socket\nsocket.create_connection(('127.0.0.1', 5672), 1)", "error", "egress_denied"),
-    "database port": ("import socket\nsocket.create_connection(('127.0.0.1', 27017), 1)", "error", "egress_denied"),
-    "private address": ("import socket\nsocket.create_connection(('10.1.2.3', 80), 1)", "error", "egress_denied"),
-    "name resolving to loopback": (
-        "import requests\nrequests.get('http://localhost:80/', timeout=1)",
-        "error",
-        "egress_denied",
-    ),
-    "decimal IP": ("import requests\nrequests.get('http://2130706433:5672/', timeout=1)", "error", "egress_denied"),
-    "hex shorthand IP": ("import socket\nsocket.create_connection(('0x7f.1', 5672), 1)", "error", "egress_denied"),
-    "IPv4-mapped IPv6": (
-        "import requests\nrequests.get('http://[::ffff:127.0.0.1]:5672/', timeout=1)",
-        "error",
-        "egress_denied",
-    ),
-    "objects that are not JSON": ("return {'title': object(), 'items': []}", "error", "invalid_return"),
-    "a 50 MB string": ("return {'title': 'x' * 50_000_000, 'items': []}", "error", "output_too_large"),
-    "sleeping past the deadline": ("import time\ntime.sleep(60)", "timeout", "timeout"),
-    "ignoring SIGTERM and SIGALRM": (
-        "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-        "signal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    time.sleep(0.01)",
-        "timeout",
-        "timeout",
-    ),
-    "a module that does not exist": ("import no_such_module_anywhere", "error", "exception"),
-}
-
-
 def _redirecting(port: int) -> str:
-    return _widget(f"import requests\nrequests.get('http://127.0.0.1:{port}/', timeout=1)")
+    return widget(f"import requests\nrequests.get('http://127.0.0.1:{port}/', timeout=1)")
 
 
 async def _timed(runner: ZygoteRunner, code: str, n: int = 0) -> tuple[RunOutcome, float]:
@@ -129,7 +75,7 @@ async def _timed(runner: ZygoteRunner, code: str, n: int = 0) -> tuple[RunOutcom
 @pytest.mark.parametrize("name", list(POISON))
 async def test_each_poison_gets_a_precise_status_while_healthy_jobs_run(runner: ZygoteRunner, name: str) -> None:
     body, status, error_type = POISON[name]
-    poison = asyncio.create_task(_timed(runner, _widget(body)))
+    poison = asyncio.create_task(_timed(runner, widget(body)))
     healthy = await asyncio.gather(*(_timed(runner, HEALTHY, n) for n in range(3)))
     outcome, elapsed = await poison
     assert (outcome.status, outcome.error_type) == (status, error_type), outcome.error_message
@@ -149,7 +95,7 @@ async def test_a_redirect_to_a_forbidden_address_is_refused(runner: ZygoteRunner
 
 
 async def test_threads_left_running_do_not_hold_the_job(runner: ZygoteRunner) -> None:
-    code = _widget(
+    code = widget(
         "import threading, time\n"
         "threading.Thread(target=lambda: time.sleep(60), daemon=False).start()\n"
         "return {'title': 'done', 'items': []}"
@@ -160,7 +106,7 @@ async def test_threads_left_running_do_not_hold_the_job(runner: ZygoteRunner) ->
 
 
 async def test_allow_listed_local_address_is_reachable(runner: ZygoteRunner, redirect_port: int) -> None:
-    code = _widget(
+    code = widget(
         f"import http.client\nc = http.client.HTTPConnection('127.0.0.1', {redirect_port}, timeout=1)\n"
         "c.request('GET', '/')\nreturn {'title': str(c.getresponse().status), 'items': []}"
     )
