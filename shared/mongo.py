@@ -32,6 +32,7 @@ RUN_RESULTS = "run_results"
 RUN_MARKERS = "run_markers"
 RUN_DEADLINES = "run_deadlines"
 SIDEBARS = "sidebars"
+SECRETS = "secrets"
 MESSAGES = "messages"
 
 

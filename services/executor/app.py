@@ -18,6 +18,7 @@ from shared.broker import Broker
 from shared.consumer import Consumer, ConsumerMetrics
 from shared.contracts.jobs import WidgetJob, decode_widget_job
 from shared.metrics import new_registry, serve_metrics
+from shared.secrets import SecretBox, parse_key
 from shared.topology import WIDGET_JOBS_QUEUE
 
 log = structlog.get_logger(__name__)
@@ -45,6 +46,12 @@ def sandbox_config(settings: ExecutorSettings) -> SandboxConfig:
         file_bytes=settings.executor_file_size_bytes,
         threads=settings.executor_threads,
     )
+
+
+def secret_box(settings: ExecutorSettings) -> SecretBox | None:
+    if settings.secrets_key is None:
+        return None
+    return SecretBox(parse_key(settings.secrets_key.get_secret_value()))
 
 
 def check_layers(layers: dict[str, Any], allow_unsandboxed: bool) -> None:
@@ -94,7 +101,7 @@ async def serve(settings: ExecutorSettings, stop: asyncio.Event) -> None:
             broker=broker,
             queue_name=WIDGET_JOBS_QUEUE,
             decode=decode_widget_job,
-            handler=JobHandler(runner=runner, broker=broker, metrics=metrics),
+            handler=JobHandler(runner=runner, broker=broker, metrics=metrics, secrets=secret_box(settings)),
             log_fields=WidgetJob.log_fields,
             metrics=ConsumerMetrics(registry, "executor"),
         )

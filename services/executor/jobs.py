@@ -20,6 +20,7 @@ from shared.contracts.events import WidgetError
 from shared.contracts.jobs import WidgetJob, WidgetResult
 from shared.contracts.widget_output import InvalidWidgetOutput, validate_widget_output
 from shared.errors import PermanentError
+from shared.secrets import SecretBox, SecretsUnavailable
 from shared.topology import INTERNAL_EXCHANGE, WIDGET_RESULT_KEY
 
 log = structlog.get_logger(__name__)
@@ -68,6 +69,7 @@ class JobHandler:
     runner: WidgetRunner
     broker: Broker
     metrics: ExecutorMetrics
+    secrets: SecretBox | None = None
 
     async def __call__(self, job: WidgetJob, delivery: Delivery) -> None:
         if job.purpose == "test" and not delivery.reply_to:
@@ -94,13 +96,30 @@ class JobHandler:
             return RunOutcome(
                 "timeout", 0.0, error_type="timeout", error_message="job expired before an executor could run it"
             )
+        try:
+            secrets = self._open_secrets(job)
+        except SecretsUnavailable as exc:
+            return RunOutcome("error", 0.0, error_type="secrets_unavailable", error_message=str(exc))
         self.metrics.in_flight.inc()
         try:
             return await self.runner.run(
-                RunRequest(code=job.code, context=job.context.model_dump(), timeout_s=min(job.timeout_s, remaining))
+                RunRequest(
+                    code=job.code,
+                    context=job.context.model_dump(),
+                    timeout_s=min(job.timeout_s, remaining),
+                    secrets=secrets,
+                )
             )
         finally:
             self.metrics.in_flight.dec()
+
+    def _open_secrets(self, job: WidgetJob) -> dict[str, str]:
+        """Plaintext only here, for this job's business; it reaches the widget through its private pipe."""
+        if not job.secrets:
+            return {}
+        if self.secrets is None:
+            raise SecretsUnavailable("this executor has no SECRETS_KEY, so it cannot open the business's secrets")
+        return {name: self.secrets.open(job.business_id, name, sealed) for name, sealed in job.secrets.items()}
 
     async def _publish(self, result: WidgetResult, delivery: Delivery) -> None:
         message = OutgoingMessage(

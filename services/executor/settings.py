@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 
+from shared.secrets import parse_key
 from shared.settings import CommonSettings
 
 
@@ -27,6 +28,15 @@ class ExecutorSettings(CommonSettings):
     executor_extra_ca_file: str | None = None
     # Development only: start even when the kernel offers neither seccomp nor Landlock.
     executor_allow_unsandboxed: bool = False
+    # Opens the businesses' sealed secrets; the same key the store seals them with.
+    secrets_key: SecretStr | None = None
+
+    @field_validator("secrets_key")
+    @classmethod
+    def _valid_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_key(value.get_secret_value())
+        return value
 
     def egress_allow(self) -> tuple[str, ...]:
         return tuple(entry for entry in self.executor_egress_allow.split(",") if entry)

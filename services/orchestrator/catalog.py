@@ -9,11 +9,14 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from orchestrator.runs import WidgetDefinition, WidgetSnapshot
 from shared.contracts.jobs import DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S
-from shared.mongo import WIDGETS, Document, mongo_errors
+from shared.mongo import SECRETS, WIDGETS, Document, mongo_errors
 
 
 class WidgetCatalog(Protocol):
     async def active_widgets(self, business_id: str) -> list[WidgetDefinition]: ...
+
+    async def sealed_secrets(self, business_id: str) -> dict[str, str]:
+        """The business's secrets by name, still sealed; only executors open them."""
 
     async def widgets_by_id(self, business_id: str, widget_ids: Iterable[str]) -> dict[str, WidgetDefinition]: ...
 
@@ -34,6 +37,12 @@ def _definition(doc: Document) -> WidgetDefinition:
 class MongoWidgetCatalog:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._widgets = db[WIDGETS]
+        self._secrets = db[SECRETS]
+
+    async def sealed_secrets(self, business_id: str) -> dict[str, str]:
+        with mongo_errors("load secrets"):
+            docs = await self._secrets.find({"business_id": business_id}, {"name": 1, "sealed": 1}).to_list()
+        return {doc["name"]: doc["sealed"] for doc in docs}
 
     async def active_widgets(self, business_id: str) -> list[WidgetDefinition]:
         with mongo_errors("load active widgets"):

@@ -184,6 +184,7 @@ class OpenedHandler:
     async def _publish_jobs(
         self, event: ConversationOpened, run: Run, widgets: list[WidgetDefinition], context: EventContext
     ) -> None:
+        secrets = await self.catalog.sealed_secrets(run.business_id) if widgets else {}
         for widget in widgets:
             snapshot = widget.snapshot
             job = WidgetJob(
@@ -198,6 +199,7 @@ class OpenedHandler:
                 timeout_s=snapshot.timeout_s,
                 context=context,
                 expires_at=run.deadline_at,
+                secrets=secrets,
             )
             await self.broker.publish(
                 INTERNAL_EXCHANGE,

@@ -51,6 +51,8 @@ class WidgetJob(_Message):
     timeout_s: float = Field(gt=0, le=MAX_TIMEOUT_S)
     context: EventContext
     expires_at: AwareDatetime
+    # The business's secrets, still sealed (shared/secrets.py): RabbitMQ never carries plaintext.
+    secrets: dict[str, str] = Field(default_factory=dict, max_length=100)
 
 
 class WidgetResult(_Message):
