@@ -13,7 +13,7 @@ SHELL := bash
 MAKEFLAGS += --no-print-directory
 
 # Use Debian's /usr/bin/python3 for the venv when it exists: the executor drops
-# widget processes to the unprivileged `nobody` user, which must be able to
+# widget processes to unprivileged per-slot uids (60000+), which must be able to
 # read (and execute) the interpreter the venv points at. pyenv's Python lives
 # under /root (mode 0700), so a venv built from it breaks every widget run.
 # On Debian, `-m venv` needs the python3-venv package (apt-get install python3-venv).
@@ -49,7 +49,7 @@ $(VPY):
 
 $(STAMP): pyproject.toml | $(VPY)
 	@home=$$(sed -n 's/^home *= *//p' $(VENV)/pyvenv.cfg); \
-	  case "$$home" in /root/*) echo "warning: $(VENV) is based on $$home, which 'nobody' cannot read; widget runs will fail. Recreate it: rm -rf $(VENV) && make install" >&2;; esac
+	  case "$$home" in /root/*) echo "warning: $(VENV) is based on $$home, which the sandbox uids cannot read; widget runs will fail. Recreate it: rm -rf $(VENV) && make install" >&2;; esac
 	$(VPY) -m pip install --disable-pip-version-check -q -e '.[dev]'
 	@touch $@
 

@@ -11,7 +11,7 @@ class OrchestratorMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.sidebar_latency = Histogram(
             "orchestrator_sidebar_latency_seconds",
-            "From receiving conversation.opened to publishing sidebar.ready.",
+            "From the event's occurred_at to publishing sidebar.ready (clamped at 0).",
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )

@@ -138,16 +138,28 @@ class MongoRunStore:
                 return None
             if run.get("claimed_at") is not None and run["claimed_at"] > now - timedelta(seconds=lease_s):
                 return None
-            attempt = int(run.get("claim_attempt") or 0) + 1
-            try:
-                await self._markers.insert_one({"_id": f"{run_id}:claim-{attempt}", "at": now})
-            except DuplicateKeyError:
+            attempt = await self._take_claim(run_id, int(run.get("claim_attempt") or 0) + 1, now, lease_s)
+            if attempt is None:
                 return None
             # Only the claim holder writes the run document from here on.
             await self._runs.update_one(
                 {"_id": run_id}, {"$set": {"status": "assembling", "claim_attempt": attempt, "claimed_at": now}}
             )
         return await self.get(key)
+
+    async def _take_claim(self, run_id: str, attempt: int, now: datetime, lease_s: float) -> int | None:
+        """Insert the next claim marker. A marker whose holder died before recording it on the
+        run (so the run still names an older attempt) is skipped once its lease has expired."""
+        for candidate in range(attempt, attempt + 10):
+            try:
+                await self._markers.insert_one({"_id": f"{run_id}:claim-{candidate}", "at": now})
+            except DuplicateKeyError:
+                held = await self._markers.find_one({"_id": f"{run_id}:claim-{candidate}"})
+                if held is None or held["at"] > now - timedelta(seconds=lease_s):
+                    return None
+                continue
+            return candidate
+        return None
 
     async def complete(self, key: RunKey, sidebar: SidebarReady) -> None:
         body = sidebar.model_dump(mode="json")

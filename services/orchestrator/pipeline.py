@@ -94,7 +94,9 @@ class Finalizer:
             message_id=sidebar.event_id,
             headers={"schema_version": SCHEMA_VERSION},
         )
-        # The claim is ours: ride out a broker reconnect here rather than wait for the lease to expire.
+        # The claim is ours: ride out a broker reconnect here rather than wait for the lease to
+        # expire, but give up well inside the lease so no other replica takes over meanwhile.
+        give_up_at = asyncio.get_running_loop().time() + self.lease_s / 2
         for attempt in range(1, self.publish_attempts + 1):
             try:
                 await self.broker.publish(
@@ -105,7 +107,7 @@ class Finalizer:
                 )
                 return
             except TransientError:
-                if attempt == self.publish_attempts:
+                if attempt == self.publish_attempts or asyncio.get_running_loop().time() > give_up_at:
                     raise
                 await asyncio.sleep(min(0.25 * 2 ** (attempt - 1), 2.0))
 

@@ -8,10 +8,12 @@ The message type and schema version travel in the AMQP ``type`` property and a
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, Strict, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
+from pydantic_core import PydanticCustomError
 
 from shared.contracts.widget_output import WidgetOutput
 from shared.ids import Id
@@ -36,13 +38,26 @@ class EventContext(_Contract):
     business: dict[str, Any]
 
 
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|z|[+-]\d{2}:\d{2})$")
+
+
+def _rfc3339(value: object) -> object:
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        raise PydanticCustomError(
+            "rfc3339", "expected an RFC 3339 timestamp with a timezone, like 2026-01-31T09:30:00Z"
+        )
+    return value
+
+
 class ConversationOpened(_Contract):
     """Inbound, routing key ``conversation.opened``: an agent opened a conversation."""
 
     event_id: Id
     business_id: Id
     conversation_id: Id
-    occurred_at: Annotated[AwareDatetime, Strict()]
+    occurred_at: Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
     agent_id: Id | None = None
     context: EventContext | None = None
 

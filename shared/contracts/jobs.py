@@ -54,6 +54,9 @@ class WidgetJob(_Message):
     # The business's secrets, still sealed (shared/secrets.py): RabbitMQ never carries plaintext.
     secrets: dict[str, str] = Field(default_factory=dict, max_length=100)
 
+    def log_fields(self) -> dict[str, str]:
+        return {**super().log_fields(), "job_id": self.job_id}
+
 
 class WidgetResult(_Message):
     type: Literal["widget.result"] = "widget.result"

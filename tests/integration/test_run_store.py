@@ -137,3 +137,17 @@ async def test_the_latest_sidebar_is_never_replaced_by_an_older_one(db: AsyncDat
     history = await db["runs"].find_one({"_id": scoped_key("acme", older.event_id)})
     assert history is not None
     assert history["sidebar"]["trigger_event_id"] == older.event_id
+
+
+async def test_a_claim_whose_holder_died_before_recording_it_is_taken_over(db: AsyncDatabase[Document]) -> None:
+    """The marker was inserted but the run never learned about it: once its lease ends, the next claim wins."""
+    store = MongoRunStore(db)
+    now = datetime.now(UTC)
+    run = _run(now)
+    await store.create(run)
+    run_id = scoped_key(run.business_id, run.event_id)
+    await db["run_markers"].insert_one({"_id": f"{run_id}:claim-1", "at": now})
+    assert await store.claim_for_assembly(run.key, now + timedelta(seconds=5), 30) is None
+    assert await store.claim_for_assembly(run.key, now + timedelta(seconds=31), 30) is not None
+    stored = await db["runs"].find_one({"_id": run_id})
+    assert stored is not None and stored["claim_attempt"] == 2

@@ -41,8 +41,16 @@ def test_occurred_at_needs_a_timezone() -> None:
     assert "occurred_at" in _decode_error({**VALID, "occurred_at": "2026-01-01T00:00:00"})
 
 
-def test_occurred_at_must_be_a_timestamp_string_not_a_number() -> None:
-    assert "occurred_at" in _decode_error({**VALID, "occurred_at": 1767225600})
+@pytest.mark.parametrize(
+    "value", [1767225600, "1767225600", "2026-01-01 00:00:00Z", "2026-01-01T00:00:00+0100", "2026-01-01"]
+)
+def test_occurred_at_must_be_an_rfc3339_timestamp(value: object) -> None:
+    assert "occurred_at" in _decode_error({**VALID, "occurred_at": value})
+
+
+def test_occurred_at_accepts_offsets_and_fractions() -> None:
+    for value in ("2026-01-01T00:00:00.123456Z", "2026-01-01T01:00:00+01:00"):
+        assert decode_conversation_opened(json.dumps({**VALID, "occurred_at": value}).encode()).occurred_at
 
 
 def test_unknown_fields_are_rejected() -> None:
