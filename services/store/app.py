@@ -20,9 +20,13 @@ from store.errors import install_error_handlers
 from store.metrics import StoreMetrics
 from store.request_log import RequestLog
 from store.routes.businesses import businesses_router
+from store.routes.chat import PublicChatCors, VisitorRateLimit, chat_router
 from store.routes.conversations import conversations_router
 from store.routes.customers import customers_router
+from store.routes.messages import messages_router
+from store.routes.pages import mount_pages
 from store.routes.sidebars import sidebars_router
+from store.routes.stream import stream_router
 from store.routes.system import system_router
 from store.routes.widgets import widgets_router
 from store.settings import StoreSettings
@@ -31,11 +35,13 @@ log = structlog.get_logger(__name__)
 
 DESCRIPTION = """
 Businesses, API keys, customers and conversations (the widget context source),
-widgets with Run Test, and the sidebars the orchestrator assembled.
+widgets with Run Test, the sidebars the orchestrator assembled and their live
+stream, conversation messages, and the public chat API of the customer widget.
 
 Authenticate with `Authorization: Bearer <key>`: the admin key for creating
 businesses and issuing keys, a business key for everything under
-`/v1/businesses/{business_id}/`. Errors are `{"detail": "<one sentence>"}`.
+`/v1/businesses/{business_id}/` (the stream also takes a stream token). The
+chat API under `/v1/chat/` is public. Errors are `{"detail": "<one sentence>"}`.
 """
 
 TAGS = [
@@ -43,10 +49,14 @@ TAGS = [
     {"name": "customers", "description": "Customers: part of each widget's context."},
     {
         "name": "conversations",
-        "description": "Conversations: the root of a widget's context; opening one runs the sidebar.",
+        "description": "Conversations: the root of a widget's context; opening one runs the sidebar. "
+        "Their messages, and the public chat API of the customer widget (no key, CORS for any origin).",
     },
     {"name": "widgets", "description": "Widgets: business-written Python, and Run Test through an executor."},
-    {"name": "sidebars", "description": "Sidebars assembled by the orchestrator."},
+    {
+        "name": "sidebars",
+        "description": "Sidebars assembled by the orchestrator, read or streamed live (Server-Sent Events).",
+    },
     {"name": "system", "description": "Liveness and metrics."},
 ]
 
@@ -79,11 +89,16 @@ def create_app(settings: StoreSettings, *, dependencies: StoreDependencies | Non
         customers_router(),
         conversations_router(),
         sidebars_router(),
+        messages_router(),
+        stream_router(),
+        chat_router(VisitorRateLimit(burst=settings.store_chat_burst, window_s=settings.store_chat_window_s)),
         widgets_router(),
         system_router(metrics),
     ):
         app.include_router(router)
+    mount_pages(app)
     # The last added middleware runs first: log every request, including the ones refused for size.
     app.add_middleware(BodySizeLimit, max_bytes=settings.store_max_body_bytes)
+    app.add_middleware(PublicChatCors)
     app.add_middleware(RequestLog, metrics=metrics)
     return app

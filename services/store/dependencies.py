@@ -18,13 +18,17 @@ from shared.broker import Broker
 from shared.mongo import connect_mongo
 from store.events import EventPublisher
 from store.metrics import StoreMetrics
+from store.push.feed import BrokerFeed
+from store.push.hub import PushHub
 from store.repositories.businesses import BusinessRepository
 from store.repositories.conversations import ConversationRepository
 from store.repositories.customers import CustomerRepository
+from store.repositories.messages import MessageRepository
 from store.repositories.sidebars import SidebarRepository
 from store.repositories.widgets import WidgetRepository
 from store.settings import StoreSettings
 from store.test_runs import TestRunClient
+from store.tokens import StreamTokens
 
 SERVICE_NAME = "store"
 
@@ -40,6 +44,9 @@ class StoreDependencies:
     sidebars: SidebarRepository
     events: EventPublisher
     test_runs: TestRunClient
+    messages: MessageRepository
+    push: PushHub
+    stream_tokens: StreamTokens
 
 
 @asynccontextmanager
@@ -56,7 +63,8 @@ async def open_store(
         customers = CustomerRepository(db)
         conversations = ConversationRepository(db)
         widgets = WidgetRepository(db)
-        for repository in (businesses, customers, conversations, widgets):
+        messages = MessageRepository(db)
+        for repository in (businesses, customers, conversations, widgets, messages):
             await repository.ensure_indexes()
         broker = await Broker.connect(
             settings.rabbitmq_url.get_secret_value(),
@@ -67,6 +75,10 @@ async def open_store(
         stack.push_async_callback(broker.close)
         test_runs = await TestRunClient.start(broker, metrics, margin_s=settings.store_test_run_margin_s)
         stack.push_async_callback(test_runs.close)
+        push = PushHub(metrics, buffer_events=settings.store_stream_buffer_events)
+        stack.callback(push.close)
+        feed = await BrokerFeed.start(broker, push, metrics)
+        stack.push_async_callback(feed.close)
         yield StoreDependencies(
             settings=settings,
             metrics=metrics,
@@ -77,6 +89,9 @@ async def open_store(
             sidebars=SidebarRepository(db),
             events=EventPublisher(broker, metrics),
             test_runs=test_runs,
+            messages=messages,
+            push=push,
+            stream_tokens=StreamTokens.for_settings(settings),
         )
 
 

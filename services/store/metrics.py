@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from shared.metrics import LATENCY_BUCKETS, WIDGET_DURATION_BUCKETS, new_registry
 
@@ -45,6 +45,22 @@ class StoreMetrics:
             "store_events_published_total",
             "Events published to the sidebar exchange, by message type.",
             ["type"],
+            registry=self.registry,
+        )
+        self.stream_clients = Gauge(
+            "store_stream_clients",
+            "Live stream (SSE) clients connected to this process.",
+            registry=self.registry,
+        )
+        self.stream_events = Counter(
+            "store_stream_events_total",
+            "Events the stream hub took from the broker, by type (widget, sidebar, or invalid when dropped).",
+            ["type"],
+            registry=self.registry,
+        )
+        self.chat_messages = Counter(
+            "store_chat_messages_total",
+            "Customer messages posted through the public chat API.",
             registry=self.registry,
         )
 

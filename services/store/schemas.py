@@ -6,10 +6,12 @@ field rather than a silently ignored value. Ids use ``shared.ids.Id``.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Self
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from shared.contracts.events import WidgetError, WidgetStatus
@@ -20,6 +22,7 @@ from store.attributes import Attributes
 from store.repositories.businesses import Business
 from store.repositories.conversations import Conversation
 from store.repositories.customers import Customer
+from store.repositories.messages import Author, Message
 from store.repositories.widgets import Widget
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -27,6 +30,20 @@ ShortText = Annotated[str, StringConstraints(max_length=320)]
 Subject = Annotated[str, StringConstraints(max_length=2000)]
 Position = Annotated[int, Field(ge=-1_000_000, le=1_000_000)]
 TimeoutSeconds = Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)]
+
+MAX_CHAT_CONTENT = 4000
+MAX_IMAGE_URL = 2000
+_VISITOR_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+def _visitor_id(value: str) -> str:
+    if not _VISITOR_ID.fullmatch(value):
+        raise PydanticCustomError("visitor_id", "expected 16-64 characters from A-Z, a-z, 0-9, '_' and '-'")
+    return value
+
+
+VisitorId = Annotated[str, AfterValidator(_visitor_id)]
+"""The chat widget's random id for one browser; knowing it is what lets a visitor read their messages."""
 
 
 class _Request(BaseModel):
@@ -210,4 +227,75 @@ class TestRunResponse(BaseModel):
             error=result.error,
             logs=result.logs,
             logs_truncated=result.logs_truncated,
+        )
+
+
+class StreamTokenResponse(BaseModel):
+    token: str = Field(description="Pass as `?token=` to the stream of this business")
+    expires_at: datetime
+
+
+class ChatMessageRequest(_Request):
+    visitor_id: VisitorId
+    content: str = Field(description=f"1-{MAX_CHAT_CONTENT} characters once surrounding whitespace is removed")
+    image_url: str | None = Field(default=None, description=f"An http or https URL, at most {MAX_IMAGE_URL} characters")
+
+    @field_validator("content")
+    @classmethod
+    def _content(cls, value: str) -> str:
+        text = value.strip()
+        if not text:
+            raise PydanticCustomError("empty_content", "must not be empty")
+        if len(text) > MAX_CHAT_CONTENT:
+            raise PydanticCustomError(
+                "content_too_long", "must be at most {maximum} characters", {"maximum": MAX_CHAT_CONTENT}
+            )
+        return text
+
+    @field_validator("image_url")
+    @classmethod
+    def _image_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if len(value) > MAX_IMAGE_URL:
+            raise PydanticCustomError(
+                "url_too_long", "must be at most {maximum} characters", {"maximum": MAX_IMAGE_URL}
+            )
+        try:
+            parts = urlsplit(value)
+        except ValueError:
+            parts = None
+        if (
+            parts is None
+            or parts.scheme.lower() not in ("http", "https")
+            or not parts.netloc
+            or any(char.isspace() or not char.isprintable() for char in value)
+        ):
+            raise PydanticCustomError("http_url", "must be an http or https URL")
+        return value
+
+
+class ChatMessageCreatedResponse(BaseModel):
+    message_id: str
+    conversation_id: str
+    created_at: datetime
+
+
+class MessageResponse(BaseModel):
+    message_id: str
+    conversation_id: str
+    author: Author
+    content: str
+    image_url: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, message: Message) -> Self:
+        return cls(
+            message_id=message.message_id,
+            conversation_id=message.conversation_id,
+            author=message.author,
+            content=message.content,
+            image_url=message.image_url,
+            created_at=message.created_at,
         )

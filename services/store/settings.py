@@ -7,7 +7,7 @@ from pydantic_core import PydanticCustomError
 
 from shared.settings import CommonSettings, MongoSettings
 
-MIN_ADMIN_KEY_LENGTH = 16
+MIN_SECRET_LENGTH = 16
 
 
 class StoreSettings(CommonSettings, MongoSettings):
@@ -18,12 +18,20 @@ class StoreSettings(CommonSettings, MongoSettings):
     # A test run waits for the widget's timeout plus this margin for an executor's reply.
     store_test_run_margin_s: float = Field(default=5.0, ge=0, le=60)
     store_prefetch: int = Field(default=16, ge=1, le=1000)
+    # Signs stream tokens; None derives one from the admin key, so replicas agree without it.
+    store_token_secret: SecretStr | None = None
+    store_stream_token_ttl_s: int = Field(default=300, ge=1, le=86_400)
+    store_stream_keepalive_s: float = Field(default=15.0, gt=0, le=300)
+    store_stream_buffer_events: int = Field(default=500, ge=1, le=100_000)
+    # The public chat API takes a burst of this many messages per visitor, refilled over the window.
+    store_chat_burst: int = Field(default=10, ge=1, le=1000)
+    store_chat_window_s: float = Field(default=10.0, gt=0, le=3600)
 
-    @field_validator("store_admin_key")
+    @field_validator("store_admin_key", "store_token_secret")
     @classmethod
-    def _long_enough(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value()) < MIN_ADMIN_KEY_LENGTH:
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
             raise PydanticCustomError(
-                "admin_key_too_short", "must be at least {minimum} characters long", {"minimum": MIN_ADMIN_KEY_LENGTH}
+                "secret_too_short", "must be at least {minimum} characters long", {"minimum": MIN_SECRET_LENGTH}
             )
         return value
