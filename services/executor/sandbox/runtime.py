@@ -41,9 +41,10 @@ def _share_tls_context(adapters: Any, httpx: Any, context: ssl.SSLContext) -> No
     def cert_verify(self: Any, conn: Any, url: str, verify: Any, cert: Any) -> None:
         original_cert_verify(self, conn, url, verify, cert)
         if verify is True and url.lower().startswith("https"):
+            # ``conn`` is urllib3's pool: new connections take ssl_context from conn_kw.
             conn.ca_certs = None
             conn.ca_cert_dir = None
-            conn.ssl_context = context
+            conn.conn_kw["ssl_context"] = context
 
     adapters.HTTPAdapter.cert_verify = cert_verify
     original_create = httpx._config.create_ssl_context

@@ -1,0 +1,251 @@
+"""Executor benchmark: per-job overhead of three ways to run a widget, on one machine, in one run.
+
+(a) ``fresh``: a fresh ``python -I`` process per job (SubprocessRunner, the issue-2 path), which
+    imports the same runtime the zygote pre-imports (``json``, ``requests``, ``httpx``);
+(b) ``zygote``: the executor's sandboxed fork path (ZygoteRunner: seccomp, Landlock, uid per slot...);
+(c) ``inproc``: ``exec`` in this process with no isolation: the floor.
+
+Workloads: a no-op widget; one HTTP GET to a local server; the same over HTTPS to a
+local TLS server whose throwaway CA is trusted the way each path allows: (b) through
+the zygote's one shared TLS context (``extra_ca_file``), (a) and (c) with
+``verify=<ca file>`` per request, since they have no shared context to reuse.
+
+Overhead per job = wall time - time inside widget code (reported by the sandbox for
+(b); for (a) and (c) the widget's own time is the in-process (c) median of the same
+workload). Prints p50/p99 overhead and wall time, jobs per second, and the issue's
+targets. Loopback only; bounded by the job counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import http.server
+import ipaddress
+import json
+import os
+import platform
+import ssl
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+# Run as a file, this script's folder comes first on sys.path, and the script's
+# own name would shadow the ``executor`` package it measures.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from cryptography.x509.oid import NameOID  # noqa: E402
+
+from executor.runner import RunRequest  # noqa: E402
+from executor.subprocess_runner import SandboxLimits, SubprocessRunner  # noqa: E402
+from executor.zygote_runner import SandboxConfig, ZygoteRunner  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+NOOP = "def get_sidebar_data(context):\n    return {'title': 'noop', 'items': []}\n"
+# A fresh process must provide the same runtime the zygote pre-imports.
+RUNTIME = "import json, requests, httpx\n"
+FETCH = (
+    "import requests\n"
+    "def get_sidebar_data(context):\n"
+    "    r = requests.get(context['url'], timeout=5{verify})\n"
+    "    return {{'title': str(r.status_code), 'items': []}}\n"
+)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out as separate small writes: without TCP_NODELAY, Nagle and
+    # delayed ACKs add ~40 ms to every TLS response and measure the server, not the sandbox.
+    disable_nagle_algorithm = True
+
+    def do_GET(self) -> None:
+        body = b'{"ok": true}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1."""
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "benchmark CA")])
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    ca_path, cert_path, key_path = directory / "ca.pem", directory / "cert.pem", directory / "key.pem"
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    for path in (directory, ca_path):
+        path.chmod(0o755 if path.is_dir() else 0o644)  # the sandbox uids must read the CA
+    return ca_path, cert_path, key_path
+
+
+def _serve(tls: ssl.SSLContext | None) -> tuple[http.server.ThreadingHTTPServer, int]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, int(server.server_address[1])
+
+
+def _inproc(code: str, context: dict[str, Any]) -> float:
+    namespace: dict[str, Any] = {}
+    started = time.perf_counter()
+    exec(compile(code, "<widget>", "exec"), namespace)  # noqa: S102 - the no-isolation floor
+    namespace["get_sidebar_data"](context)
+    return time.perf_counter() - started
+
+
+async def _measure(runner: Any, code: str, context: dict[str, Any], jobs: int) -> tuple[list[float], list[float]]:
+    walls, inside = [], []
+    for _ in range(jobs):
+        started = time.perf_counter()
+        outcome = await runner.run(RunRequest(code=code, context=context, timeout_s=10))
+        walls.append(time.perf_counter() - started)
+        if outcome.status != "ok":
+            raise RuntimeError(f"benchmark widget failed: {outcome.error_type}: {outcome.error_message} {outcome.logs}")
+        inside.append(outcome.widget_s if outcome.widget_s is not None else float("nan"))
+    return walls, inside
+
+
+async def _throughput(runner: Any, code: str, context: dict[str, Any], jobs: int, concurrency: int) -> float:
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one() -> None:
+        async with semaphore:
+            await runner.run(RunRequest(code=code, context=context, timeout_s=10))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(jobs)))
+    return jobs / (time.perf_counter() - started)
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def _machine() -> dict[str, Any]:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())  # fmt: skip
+    memory = int(Path("/proc/meminfo").read_text().split()[1]) / 1024 / 1024
+    return {"cpu": model, "cores": os.cpu_count(), "memory_gib": round(memory, 1), "python": platform.python_version(),
+            "kernel": platform.release(), "root": os.geteuid() == 0}  # fmt: skip
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        ca, cert, key = _certificates(Path(tmp))
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(cert, key)
+        http_server, http_port = _serve(None)
+        https_server, https_port = _serve(tls)
+        allow = (f"127.0.0.1:{http_port}", f"127.0.0.1:{https_port}")
+        limits = {"memory_bytes": 256 << 20, "log_bytes": 64 << 10, "result_bytes": 256 << 10}
+        fresh = SubprocessRunner(SandboxLimits(**limits, first_uid=60200, slots=8, gid=65534))
+        zygote = ZygoteRunner(SandboxConfig(**limits, first_uid=60300, slots=8, gid=65534, egress_allow=allow,
+                                            extra_ca_file=str(ca)))  # fmt: skip
+        layers = await zygote.start()
+        workloads = {
+            "noop": (NOOP, NOOP, {}),
+            "http": (FETCH.format(verify=""), FETCH.format(verify=""), {"url": f"http://127.0.0.1:{http_port}/"}),
+            "https": (FETCH.format(verify=""), FETCH.format(verify=f", verify={str(ca)!r}"),
+                      {"url": f"https://127.0.0.1:{https_port}/"}),
+        }  # fmt: skip
+        report: dict[str, Any] = {"machine": _machine(), "layers": layers, "paths": {}}
+        try:
+            for name, (zygote_code, plain_code, context) in workloads.items():
+                floor = [_inproc(plain_code, context) for _ in range(args.jobs)]
+                floor_median = statistics.median(floor)
+                z_walls, z_inside = await _measure(zygote, zygote_code, context, args.jobs)
+                f_walls, _ = await _measure(fresh, RUNTIME + plain_code, context, args.fresh_jobs)
+                z_rate = await _throughput(zygote, zygote_code, context, args.jobs, 4)
+                f_rate = await _throughput(fresh, RUNTIME + plain_code, context, args.fresh_jobs, 4)
+                z_overhead = [w - i for w, i in zip(z_walls, z_inside, strict=True)]
+                rows = {
+                    "inproc": (floor, [0.0] * len(floor), len(floor) / sum(floor), None),
+                    "zygote": (z_walls, z_overhead, len(z_walls) / sum(z_walls), z_rate),
+                    "fresh": (f_walls, [w - floor_median for w in f_walls], len(f_walls) / sum(f_walls), f_rate),
+                }
+                for path, (walls, overhead, seq, conc) in rows.items():
+                    report["paths"].setdefault(path, {})[name] = {
+                        "overhead_p50_ms": _pct(overhead, 0.5), "overhead_p99_ms": _pct(overhead, 0.99),
+                        "wall_p50_ms": _pct(walls, 0.5), "wall_p99_ms": _pct(walls, 0.99),
+                        "jobs_per_s": seq, "jobs_per_s_concurrency_4": conc, "jobs": len(walls),
+                    }  # fmt: skip
+        finally:
+            await zygote.close()
+            http_server.shutdown()
+            https_server.shutdown()
+    return report
+
+
+def _print(report: dict[str, Any]) -> bool:
+    print("machine:", json.dumps(report["machine"]))
+    print("sandbox layers:", json.dumps(report["layers"]))
+    print(
+        f"{'path':8} {'workload':8} {'overhead p50':>13} {'p99':>8} {'wall p50':>10} {'p99':>8} "
+        f"{'jobs/s':>8} {'jobs/s c=4':>11}"
+    )
+    for path in ("fresh", "zygote", "inproc"):
+        for workload, row in report["paths"][path].items():
+            conc = row["jobs_per_s_concurrency_4"]
+            print(f"{path:8} {workload:8} {row['overhead_p50_ms']:11.2f}ms {row['overhead_p99_ms']:6.2f}ms "
+                  f"{row['wall_p50_ms']:8.2f}ms {row['wall_p99_ms']:6.2f}ms {row['jobs_per_s']:8.1f} "
+                  f"{conc if conc is None else round(conc, 1)!s:>11}")  # fmt: skip
+    zygote, fresh = report["paths"]["zygote"], report["paths"]["fresh"]
+    checks = [
+        ("(b) p50 overhead <= 3 ms", zygote["noop"]["overhead_p50_ms"], 3.0),
+        ("(b) p50 overhead <= 1/40 of (a)", zygote["noop"]["overhead_p50_ms"], fresh["noop"]["overhead_p50_ms"] / 40),
+        ("(b) HTTPS job <= 1.5x HTTP job", zygote["https"]["wall_p50_ms"], 1.5 * zygote["http"]["wall_p50_ms"]),
+    ]
+    ok = True
+    for label, value, limit in checks:
+        passed = value <= limit
+        ok &= passed
+        print(f"{'PASS' if passed else 'FAIL'}  {label}: {value:.2f} ms (limit {limit:.2f} ms)")
+    return ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=300, help="jobs per workload for (b) and (c)")
+    parser.add_argument("--fresh-jobs", type=int, default=30, help="jobs per workload for (a), which is slow")
+    args = parser.parse_args()
+    report = asyncio.run(run(args))
+    passed = _print(report)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"executor-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
+    out.write_text(json.dumps({**report, "targets_met": passed}, indent=1))
+    print("results:", out)
+
+
+if __name__ == "__main__":
+    main()
