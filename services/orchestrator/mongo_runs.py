@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,7 +25,7 @@ from shared.contracts.jobs import job_id_for
 from shared.ids import scoped_key
 from shared.mongo import RUN_DEADLINES, RUN_MARKERS, RUN_RESULTS, RUNS, SIDEBARS, Document, mongo_errors
 
-_RESULT_FIELDS = ("status", "duration_ms", "data", "error", "job_id", "logs", "logs_truncated")
+_RESULT_FIELDS = ("status", "duration_ms", "error", "job_id", "logs", "logs_truncated")
 
 
 def _run_id(key: RunKey) -> str:
@@ -58,7 +59,8 @@ def _from_documents(doc: Document, jobs_published: bool, results: list[Document 
     for result in results:
         if result is not None:
             fields: dict[str, Any] = {k: result[k] for k in _RESULT_FIELDS if k in result}
-            recorded[result["widget_id"]] = RecordedResult(**fields)
+            data = result.get("data_json")
+            recorded[result["widget_id"]] = RecordedResult(**fields, data=None if data is None else json.loads(data))
     return Run(
         event_id=doc["event_id"],
         business_id=doc["business_id"],
@@ -116,11 +118,15 @@ class MongoRunStore:
             await self._markers.insert_one({"_id": f"{_run_id(key)}:jobs-published", "at": datetime.now(UTC)})
 
     async def record_result(self, key: RunKey, widget_id: str, result: RecordedResult) -> bool:
+        fields = {k: v for k, v in vars(result).items() if k != "data"}
         document = {
             "_id": _result_id(key, widget_id),
             "run_id": _run_id(key),
             "widget_id": widget_id,
-            **vars(result),
+            **fields,
+            # Widget output as JSON text: its field names may hold "." or "$", which
+            # MongoDB and FerretDB refuse as document keys.
+            "data_json": None if result.data is None else json.dumps(result.data),
             "recorded_at": datetime.now(UTC),
         }
         with mongo_errors("record result"):
@@ -162,17 +168,17 @@ class MongoRunStore:
         return None
 
     async def complete(self, key: RunKey, sidebar: SidebarReady) -> None:
-        body = sidebar.model_dump(mode="json")
+        body = sidebar.model_dump_json()  # text: widget field names may hold "." or "$"
         latest = {
             "business_id": sidebar.business_id,
             "conversation_id": sidebar.conversation_id,
             "generated_at": sidebar.generated_at,
             "trigger_event_id": sidebar.trigger_event_id,
-            "sidebar": body,
+            "sidebar_json": body,
         }
         conversation_key = scoped_key(sidebar.business_id, sidebar.conversation_id)
         with mongo_errors("store sidebar"):
-            await self._runs.update_one({"_id": _run_id(key)}, {"$set": {"sidebar": body}})
+            await self._runs.update_one({"_id": _run_id(key)}, {"$set": {"sidebar_json": body}})
             # Only replace an older sidebar: runs of one conversation may finish out of order,
             # and the upsert's duplicate key means a newer one is already stored.
             with contextlib.suppress(DuplicateKeyError):

@@ -4,6 +4,7 @@ MongoDB-protocol server and against the in-memory fake: every transition is atom
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -136,7 +137,7 @@ async def test_the_latest_sidebar_is_never_replaced_by_an_older_one(db: AsyncDat
     assert latest["trigger_event_id"] == newer.event_id
     history = await db["runs"].find_one({"_id": scoped_key("acme", older.event_id)})
     assert history is not None
-    assert history["sidebar"]["trigger_event_id"] == older.event_id
+    assert json.loads(history["sidebar_json"])["trigger_event_id"] == older.event_id
 
 
 async def test_a_claim_whose_holder_died_before_recording_it_is_taken_over(db: AsyncDatabase[Document]) -> None:

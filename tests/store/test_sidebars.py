@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -52,7 +53,7 @@ async def store_run(
         "created_at": BASE_TIME + timedelta(minutes=minutes),
     }
     if done:
-        run["sidebar"] = body
+        run["sidebar_json"] = json.dumps(body)
     await db[RUNS].insert_one(run)
     return body
 
@@ -83,7 +84,7 @@ async def test_the_latest_sidebar_is_returned_as_stored(
             "business_id": tenant.business_id,
             "conversation_id": "conv-1",
             "generated_at": BASE_TIME,
-            "sidebar": body,
+            "sidebar_json": json.dumps(body),
         }
     )
 

@@ -245,7 +245,7 @@ async def store_latest_sidebar(db: AsyncDatabase[Document], latest: SidebarReady
             "conversation_id": latest.conversation_id,
             "generated_at": latest.generated_at,
             "trigger_event_id": latest.trigger_event_id,
-            "sidebar": latest.model_dump(mode="json"),
+            "sidebar_json": latest.model_dump_json(),
         }
     )
 

@@ -44,3 +44,31 @@ async def test_fast_cards_arrive_before_a_slow_widget_finishes(stack: Stack) -> 
 
 def _json(body: dict[str, object]) -> bytes:
     return json.dumps(body).encode()
+
+
+async def test_field_names_with_dots_and_dollars_are_stored_and_served(stack: Stack) -> None:
+    """Field names are free text in the return format; the database must not see them as keys."""
+    conversation_id = f"conv-{uuid.uuid4().hex[:8]}"
+    code = (
+        "def get_sidebar_data(context):\n"
+        "    fields = {'Avg. order value': '$42', '$price': 1, 'a.b.c': None}\n"
+        "    return {'title': 'Orders', 'items': [{'title': 'x', 'sections': [{'title': 's', 'fields': fields}]}]}\n"
+    )
+    async with await create_business(stack) as client:
+        business_id = business_id_of(client)
+        await upsert(client, f"/conversations/{conversation_id}", json={})
+        assert (
+            await client.post("/widgets", json={"widget_id": "orders", "name": "Orders", "code": code})
+        ).status_code == 201
+        async with subscribe_raw(stack, f"sidebar.ready.{business_id}.*") as received:
+            assert (await client.post(f"/conversations/{conversation_id}/open", json={})).status_code == 202
+            _, body = await asyncio.wait_for(received.get(), 30)
+        stored = await client.get(f"/conversations/{conversation_id}/sidebar")
+        history = await client.get(f"/conversations/{conversation_id}/sidebars")
+    sidebar = decode_sidebar_ready(_json(body))
+    assert sidebar.widgets[0].status == "ok", sidebar.widgets[0].error
+    fields = sidebar.widgets[0].data.items[0].sections[0].fields
+    assert fields == {"Avg. order value": "$42", "$price": 1, "a.b.c": None}
+    assert stored.status_code == 200
+    assert stored.json() == sidebar.model_dump(mode="json")
+    assert history.json() == [sidebar.model_dump(mode="json")]

@@ -1,10 +1,12 @@
 """Sidebars, read-only: the orchestrator writes the latest per conversation and one per run.
 
-Both hold the ``sidebar.ready`` body as a JSON dict, returned exactly as stored.
+Both hold the ``sidebar.ready`` body as JSON text (``sidebar_json``: widget field
+names may hold "." or "$", which MongoDB refuses as keys), returned exactly as stored.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pymongo import DESCENDING
@@ -27,16 +29,21 @@ class SidebarRepository:
             doc = owned_by(
                 business_id, await self._sidebars.find_one({"_id": scoped_key(business_id, conversation_id)})
             )
-        return None if doc is None else dict(doc["sidebar"])
+        return None if doc is None else _body(doc)
 
     async def history(self, business_id: str, conversation_id: str, limit: int) -> list[dict[str, Any]]:
         """Sidebars of the conversation's runs, newest first; runs still collecting have none yet."""
-        query = {"business_id": business_id, "conversation_id": conversation_id, "sidebar": {"$exists": True}}
+        query = {"business_id": business_id, "conversation_id": conversation_id, "sidebar_json": {"$exists": True}}
         with mongo_errors("read sidebar history"):
             docs = (
-                await self._runs.find(query, {"sidebar": 1})
+                await self._runs.find(query, {"sidebar_json": 1})
                 .sort([("created_at", DESCENDING), ("_id", 1)])
                 .limit(min(limit, MAX_HISTORY))
                 .to_list()
             )
-        return [dict(doc["sidebar"]) for doc in docs]
+        return [_body(doc) for doc in docs]
+
+
+def _body(doc: Document) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(doc["sidebar_json"])
+    return body
