@@ -16,6 +16,8 @@
 #   RABBITMQ_URL               [amqp://guest:guest@127.0.0.1:5672/]
 #   MONGODB_URL                [mongodb://127.0.0.1:27017/]
 #   MONGODB_DATABASE           [sidebar]
+#   SECRETS_KEY                [a fresh random key per run] seals widget secrets (base64 of 32 bytes);
+#                              set your own to keep secrets working across runs
 #   RUN_TIMEOUT                [60] seconds to wait for each process to answer
 set -euo pipefail
 
@@ -32,6 +34,8 @@ export EXECUTOR_METRICS_PORT="${EXECUTOR_METRICS_PORT:-9102}"
 export RABBITMQ_URL="${RABBITMQ_URL:-amqp://guest:guest@127.0.0.1:5672/}"
 export MONGODB_URL="${MONGODB_URL:-mongodb://127.0.0.1:27017/}"
 export MONGODB_DATABASE="${MONGODB_DATABASE:-sidebar}"
+# Development only: secrets sealed in an earlier run don't open with this run's key; set them again.
+export SECRETS_KEY="${SECRETS_KEY:-$(head -c 32 /dev/urandom | base64)}"
 MOCK_API_PORT="${MOCK_API_PORT:-8900}"
 TIMEOUT="${RUN_TIMEOUT:-60}"
 

@@ -12,6 +12,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 _SECRET_KEY = re.compile(r"(secret|password|passwd|api_key|apikey|token|authorization|credential)", re.I)
@@ -36,6 +37,12 @@ def _add_service(service: str) -> Processor:
     return add
 
 
+def _tracebacks_without_locals() -> Processor:
+    # structlog's dict_tracebacks renders every frame's local variables, and frames
+    # of request handling and job running hold keys, secrets and request bodies.
+    return structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -45,7 +52,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         redact_secrets,
     ]
     structlog.configure(
-        processors=[*shared, structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()],
+        processors=[*shared, _tracebacks_without_locals(), structlog.processors.JSONRenderer()],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
         cache_logger_on_first_use=True,
@@ -56,7 +63,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         structlog.stdlib.ProcessorFormatter(
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.dict_tracebacks,
+                _tracebacks_without_locals(),
                 structlog.processors.JSONRenderer(),
             ],
             foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],

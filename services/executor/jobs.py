@@ -119,7 +119,14 @@ class JobHandler:
             return {}
         if self.secrets is None:
             raise SecretsUnavailable("this executor has no SECRETS_KEY, so it cannot open the business's secrets")
-        return {name: self.secrets.open(job.business_id, name, sealed) for name, sealed in job.secrets.items()}
+        opened = {}
+        for name, sealed in job.secrets.items():
+            try:
+                opened[name] = self.secrets.open(job.business_id, name, sealed)
+            except SecretsUnavailable:
+                # Sealed with another key (rotated, or an old dev run): only secret(name) fails.
+                log.warning("secret.unopenable", secret_name=name)
+        return opened
 
     async def _publish(self, result: WidgetResult, delivery: Delivery) -> None:
         message = OutgoingMessage(

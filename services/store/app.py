@@ -25,6 +25,7 @@ from store.routes.conversations import conversations_router
 from store.routes.customers import customers_router
 from store.routes.messages import messages_router
 from store.routes.pages import mount_pages
+from store.routes.secrets import secrets_router
 from store.routes.sidebars import sidebars_router
 from store.routes.stream import stream_router
 from store.routes.system import system_router
@@ -53,6 +54,7 @@ TAGS = [
         "Their messages, and the public chat API of the customer widget (no key, CORS for any origin).",
     },
     {"name": "widgets", "description": "Widgets: business-written Python, and Run Test through an executor."},
+    {"name": "secrets", "description": "Secrets widgets read with `secret(name)`: write-only, stored sealed."},
     {
         "name": "sidebars",
         "description": "Sidebars assembled by the orchestrator, read or streamed live (Server-Sent Events).",
@@ -93,6 +95,7 @@ def create_app(settings: StoreSettings, *, dependencies: StoreDependencies | Non
         stream_router(),
         chat_router(VisitorRateLimit(burst=settings.store_chat_burst, window_s=settings.store_chat_window_s)),
         widgets_router(),
+        secrets_router(),
         system_router(metrics),
     ):
         app.include_router(router)

@@ -16,6 +16,7 @@ from fastapi import Depends, Request
 
 from shared.broker import Broker
 from shared.mongo import connect_mongo
+from shared.secrets import SecretBox, parse_key
 from store.events import EventPublisher
 from store.metrics import StoreMetrics
 from store.push.feed import BrokerFeed
@@ -24,6 +25,7 @@ from store.repositories.businesses import BusinessRepository
 from store.repositories.conversations import ConversationRepository
 from store.repositories.customers import CustomerRepository
 from store.repositories.messages import MessageRepository
+from store.repositories.secrets import SecretRepository
 from store.repositories.sidebars import SidebarRepository
 from store.repositories.widgets import WidgetRepository
 from store.settings import StoreSettings
@@ -47,6 +49,9 @@ class StoreDependencies:
     messages: MessageRepository
     push: PushHub
     stream_tokens: StreamTokens
+    secrets: SecretRepository
+    # None when SECRETS_KEY is unset: the secrets routes then answer 503.
+    secret_box: SecretBox | None
 
 
 @asynccontextmanager
@@ -64,7 +69,8 @@ async def open_store(
         conversations = ConversationRepository(db)
         widgets = WidgetRepository(db)
         messages = MessageRepository(db)
-        for repository in (businesses, customers, conversations, widgets, messages):
+        secrets = SecretRepository(db)
+        for repository in (businesses, customers, conversations, widgets, messages, secrets):
             await repository.ensure_indexes()
         broker = await Broker.connect(
             settings.rabbitmq_url.get_secret_value(),
@@ -73,7 +79,7 @@ async def open_store(
             connect_timeout_s=settings.broker_connect_timeout_s,
         )
         stack.push_async_callback(broker.close)
-        test_runs = await TestRunClient.start(broker, metrics, margin_s=settings.store_test_run_margin_s)
+        test_runs = await TestRunClient.start(broker, metrics, secrets, margin_s=settings.store_test_run_margin_s)
         stack.push_async_callback(test_runs.close)
         push = PushHub(metrics, buffer_events=settings.store_stream_buffer_events)
         stack.callback(push.close)
@@ -92,7 +98,15 @@ async def open_store(
             messages=messages,
             push=push,
             stream_tokens=StreamTokens.for_settings(settings),
+            secrets=secrets,
+            secret_box=_secret_box(settings),
         )
+
+
+def _secret_box(settings: StoreSettings) -> SecretBox | None:
+    if settings.secrets_key is None:
+        return None
+    return SecretBox(parse_key(settings.secrets_key.get_secret_value()))
 
 
 async def get_dependencies(request: Request) -> StoreDependencies:

@@ -11,7 +11,16 @@ from datetime import datetime
 from typing import Annotated, Any, Self
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from shared.contracts.events import WidgetError, WidgetStatus
@@ -23,6 +32,7 @@ from store.repositories.businesses import Business
 from store.repositories.conversations import Conversation
 from store.repositories.customers import Customer
 from store.repositories.messages import Author, Message
+from store.repositories.secrets import SecretEntry
 from store.repositories.widgets import Widget
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -32,6 +42,7 @@ Position = Annotated[int, Field(ge=-1_000_000, le=1_000_000)]
 TimeoutSeconds = Annotated[float, Field(gt=0, le=MAX_TIMEOUT_S)]
 
 MAX_CHAT_CONTENT = 4000
+MAX_SECRET_VALUE = 4096
 MAX_IMAGE_URL = 2000
 _VISITOR_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
@@ -228,6 +239,29 @@ class TestRunResponse(BaseModel):
             logs=result.logs,
             logs_truncated=result.logs_truncated,
         )
+
+
+class SecretRequest(_Request):
+    # SecretStr keeps the value out of the model's repr and dumps (a traceback's locals show the model).
+    value: SecretStr = Field(description=f"1-{MAX_SECRET_VALUE} characters; never returned by any route")
+
+    @field_validator("value")
+    @classmethod
+    def _length(cls, value: SecretStr) -> SecretStr:
+        if not 1 <= len(value.get_secret_value()) <= MAX_SECRET_VALUE:
+            raise PydanticCustomError(
+                "secret_length", "must be 1-{maximum} characters long", {"maximum": MAX_SECRET_VALUE}
+            )
+        return value
+
+
+class SecretResponse(BaseModel):
+    name: str
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, entry: SecretEntry) -> Self:
+        return cls(name=entry.name, updated_at=entry.updated_at)
 
 
 class StreamTokenResponse(BaseModel):

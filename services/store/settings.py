@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, field_validator
 from pydantic_core import PydanticCustomError
 
+from shared.secrets import parse_key
 from shared.settings import CommonSettings, MongoSettings
 
 MIN_SECRET_LENGTH = 16
@@ -26,6 +27,8 @@ class StoreSettings(CommonSettings, MongoSettings):
     # The public chat API takes a burst of this many messages per visitor, refilled over the window.
     store_chat_burst: int = Field(default=10, ge=1, le=1000)
     store_chat_window_s: float = Field(default=10.0, gt=0, le=3600)
+    # Seals widget secrets (shared/secrets.py); the executors open them with the same key. None turns secrets off.
+    secrets_key: SecretStr | None = None
 
     @field_validator("store_admin_key", "store_token_secret")
     @classmethod
@@ -34,4 +37,11 @@ class StoreSettings(CommonSettings, MongoSettings):
             raise PydanticCustomError(
                 "secret_too_short", "must be at least {minimum} characters long", {"minimum": MIN_SECRET_LENGTH}
             )
+        return value
+
+    @field_validator("secrets_key")
+    @classmethod
+    def _valid_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_key(value.get_secret_value())
         return value

@@ -22,6 +22,7 @@ from shared.contracts.jobs import WidgetJob, WidgetResult, decode_widget_result,
 from shared.topology import INTERNAL_EXCHANGE, WIDGET_JOB_KEY
 from store.errors import NoExecutorAnswer
 from store.metrics import StoreMetrics
+from store.repositories.secrets import SecretRepository
 from store.repositories.widgets import Widget
 
 log = structlog.get_logger(__name__)
@@ -34,17 +35,27 @@ class TestRunClient:
 
     __test__ = False  # the name starts with "Test"; pytest must not collect it
 
-    def __init__(self, broker: Broker, reply_queue: AbstractQueue, metrics: StoreMetrics, margin_s: float) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        reply_queue: AbstractQueue,
+        metrics: StoreMetrics,
+        secrets: SecretRepository,
+        margin_s: float,
+    ) -> None:
         self._broker = broker
         self._reply_queue = reply_queue
         self._metrics = metrics
+        self._secrets = secrets
         self._margin_s = margin_s
         self._pending: dict[str, asyncio.Future[WidgetResult]] = {}
         self._consumer_tag: str | None = None
 
     @classmethod
-    async def start(cls, broker: Broker, metrics: StoreMetrics, *, margin_s: float) -> TestRunClient:
-        client = cls(broker, await broker.declare_reply_queue(), metrics, margin_s)
+    async def start(
+        cls, broker: Broker, metrics: StoreMetrics, secrets: SecretRepository, *, margin_s: float
+    ) -> TestRunClient:
+        client = cls(broker, await broker.declare_reply_queue(), metrics, secrets, margin_s)
         # Replies are consumed without acks: a reply nobody waits for any more is worthless.
         client._consumer_tag = await client._reply_queue.consume(client._on_reply, no_ack=True)
         return client
@@ -70,6 +81,8 @@ class TestRunClient:
             timeout_s=widget.timeout_s,
             context=context,
             expires_at=datetime.now(UTC) + timedelta(seconds=waited_s),
+            # Sealed, as the orchestrator sends them, so Run Test sees the secrets a live run sees.
+            secrets=await self._secrets.sealed(widget.business_id),
         )
         structlog.contextvars.bind_contextvars(run_id=run_id)
         reply: asyncio.Future[WidgetResult] = asyncio.get_running_loop().create_future()

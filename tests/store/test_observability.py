@@ -97,6 +97,7 @@ async def test_the_openapi_document_describes_every_route(client: httpx.AsyncCli
         "customers",
         "conversations",
         "widgets",
+        "secrets",
         "sidebars",
         "system",
     }

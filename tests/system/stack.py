@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -69,6 +71,7 @@ def start_stack(infra: Infra, *, orchestrators: int = 2) -> Stack:
             "SIDEBAR_DEADLINE_MARGIN_S": "2",
             "EXECUTOR_CONCURRENCY": "4",
             "EXECUTOR_EGRESS_ALLOW": f"127.0.0.1:{mock_port}",
+            "SECRETS_KEY": base64.b64encode(os.urandom(32)).decode(),
         }
     )
     mock_api = python_script("mock-api", "demo/mock_api.py", ["--port", str(mock_port)], env).start()
