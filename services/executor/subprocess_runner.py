@@ -25,6 +25,7 @@ from typing import Any
 
 from executor.capture import build_outcome, collect, pipe_reader, read_capped
 from executor.runner import RunOutcome, RunRequest
+from executor.slots import UidSlots
 
 CHILD_SCRIPT = Path(__file__).with_name("sandbox_child.py")
 _PIPE_GRACE_S = 1.0
@@ -46,16 +47,11 @@ class SubprocessRunner:
         self._limits = limits
         self._python = python
         self._drop_privileges = os.geteuid() == 0
-        self._free_uids: asyncio.Queue[int] = asyncio.Queue()
-        for slot in range(limits.slots):
-            self._free_uids.put_nowait(limits.first_uid + slot)
+        self._slots = UidSlots(limits.first_uid, limits.slots)
 
     async def run(self, request: RunRequest) -> RunOutcome:
-        uid = await self._free_uids.get()
-        try:
+        async with self._slots.take() as uid:
             return await self._run_as(uid, request)
-        finally:
-            self._free_uids.put_nowait(uid)
 
     async def _run_as(self, uid: int, request: RunRequest) -> RunOutcome:
         read_fd, write_fd = os.pipe()

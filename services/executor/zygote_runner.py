@@ -25,6 +25,7 @@ import structlog
 
 from executor.capture import Capture, build_outcome, collect, pipe_reader, read_capped
 from executor.runner import RunOutcome, RunRequest
+from executor.slots import UidSlots
 
 log = structlog.get_logger(__name__)
 
@@ -89,9 +90,7 @@ class ZygoteRunner:
     def __init__(self, config: SandboxConfig) -> None:
         self._config = config
         self._drop_privileges = os.geteuid() == 0
-        self._free_uids: asyncio.Queue[int] = asyncio.Queue()
-        for slot in range(config.slots):
-            self._free_uids.put_nowait(config.first_uid + slot)
+        self._slots = UidSlots(config.first_uid, config.slots)
         self._zygote: _Zygote | None = None
         self._starting = asyncio.Lock()
         self._ids = itertools.count(1)
@@ -115,11 +114,8 @@ class ZygoteRunner:
             await zygote.process.wait()
 
     async def run(self, request: RunRequest) -> RunOutcome:
-        uid = await self._free_uids.get()
-        try:
+        async with self._slots.take() as uid:
             return await self._run_as(uid, request)
-        finally:
-            self._free_uids.put_nowait(uid)
 
     async def _run_as(self, uid: int, request: RunRequest) -> RunOutcome:
         zygote = await self._ensure_zygote()
