@@ -23,7 +23,7 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install services services-stop services-status ferretdb run test lint fmt typecheck check bench clean
+.PHONY: help install services services-stop services-status ferretdb run test lint fmt typecheck check bench readme-image clean
 
 help:
 	@echo "Targets:"
@@ -39,6 +39,7 @@ help:
 	@echo "  typecheck        mypy"
 	@echo "  check            lint + typecheck + test"
 	@echo "  bench            install + services, then benchmarks/e2e.py"
+	@echo "  readme-image     refresh docs/images/agent-console.png from the browser test"
 	@echo "  clean            services-stop, then remove .local and $(VENV)"
 
 $(VPY):
@@ -93,6 +94,9 @@ check: lint typecheck test
 
 bench: install services
 	$(VPY) benchmarks/e2e.py
+
+readme-image: install services
+	REFRESH_README_IMAGE=1 $(VPY) -m pytest -q tests/browser/test_chat_to_console.py
 
 clean: services-stop
 	rm -rf .local $(VENV)

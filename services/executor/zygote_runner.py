@@ -1,17 +1,17 @@
-"""The runner adapter that forks each job from a warm zygote (see sandbox/zygote.py).
+"""The runner adapter that runs each job in a process forked from a warm zygote (see sandbox/zygote.py).
 
 The executor keeps the credentials; the zygote is a separate, fresh interpreter
-with an empty environment, so nothing forked from it can inherit them. Per job
-the executor creates three pipes (request, logs, result), hands their child
-ends to the zygote over a SOCK_SEQPACKET socket, writes the request, reads the
-capped outputs and kills the child's process group at the wall-time limit.
+with an empty environment, so nothing forked from it can inherit them. The
+zygote forks spares ahead of time and hands the executor each spare's channel.
+Per job the executor creates three pipes (request, logs, result), sends their
+child ends with the uid and limits straight to a spare, writes the request,
+reads the capped outputs and kills the child's process group at the wall-time limit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import os
 import signal
@@ -32,6 +32,7 @@ log = structlog.get_logger(__name__)
 _PIPE_GRACE_S = 1.0
 _ZYGOTE_ANSWER_S = 10.0
 _MAX_MESSAGE = 64 * 1024
+_MAX_SPARES = 4
 _RUNTIME_PATHS = ("/usr", "/lib", "/lib64", "/bin", "/etc/ssl", "/etc/ca-certificates", "/usr/share/zoneinfo")
 _SYSTEM_FILES = (
     "/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/gai.conf", "/etc/host.conf",
@@ -66,6 +67,7 @@ class SandboxConfig:
             "connect_ports": sorted(ports),
             "egress_allow": list(self.egress_allow),
             "extra_ca_file": self.extra_ca_file,
+            "spares": min(self.slots, _MAX_SPARES),
         }
 
 
@@ -80,10 +82,16 @@ def _python_paths() -> set[str]:
 class _Zygote:
     process: asyncio.subprocess.Process
     control: socket.socket
-    pids: dict[int, asyncio.Future[int]] = field(default_factory=dict)
+    spares: dict[int, socket.socket] = field(default_factory=dict)  # pid -> channel, oldest first
+    spare_ready: asyncio.Event = field(default_factory=asyncio.Event)
     exits: dict[int, asyncio.Future[int]] = field(default_factory=dict)
     layers: asyncio.Future[dict[str, Any]] | None = None
     alive: bool = True
+
+    def close_spares(self) -> None:
+        for channel in self.spares.values():
+            channel.close()  # the spare reads EOF and exits
+        self.spares.clear()
 
 
 class ZygoteRunner:
@@ -93,7 +101,6 @@ class ZygoteRunner:
         self._slots = UidSlots(config.first_uid, config.slots)
         self._zygote: _Zygote | None = None
         self._starting = asyncio.Lock()
-        self._ids = itertools.count(1)
 
     async def start(self) -> dict[str, Any]:
         """Start the zygote; returns the isolation layers it found on this kernel."""
@@ -105,7 +112,9 @@ class ZygoteRunner:
         zygote, self._zygote = self._zygote, None
         if zygote is None:
             return
-        asyncio.get_running_loop().remove_reader(zygote.control.fileno())
+        if zygote.alive:
+            asyncio.get_running_loop().remove_reader(zygote.control.fileno())
+        zygote.close_spares()
         zygote.control.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(zygote.process.wait(), 5)
@@ -119,39 +128,34 @@ class ZygoteRunner:
 
     async def _run_as(self, uid: int, request: RunRequest) -> RunOutcome:
         zygote = await self._ensure_zygote()
-        loop = asyncio.get_running_loop()
         request_r, request_w = os.pipe()
         log_r, log_w = os.pipe()
         result_r, result_w = os.pipe()
-        job = next(self._ids)
-        zygote.pids[job] = loop.create_future()
         started = time.perf_counter()
         try:
-            self._send(zygote, self._run_message(job, uid, request), [request_r, log_w, result_w])
+            pid = await self._dispatch(zygote, self._assignment(uid, request), [request_r, log_w, result_w])
+        except SandboxFailure as exc:
+            for fd in (request_w, log_r, result_r):
+                os.close(fd)
+            return RunOutcome(
+                "error", time.perf_counter() - started, error_type="sandbox_failure", error_message=str(exc)
+            )
         finally:
             for fd in (request_r, log_w, result_w):
                 os.close(fd)
+        try:
+            await self._write_request(request_w, request)
+        finally:
+            os.close(request_w)  # EOF tells the child the request is complete
         logs_task = asyncio.create_task(read_capped(await pipe_reader(log_r), self._config.log_bytes))
         result_task = asyncio.create_task(read_capped(await pipe_reader(result_r), self._config.result_bytes + 1))
         try:
-            try:
-                pid = await asyncio.wait_for(zygote.pids[job], _ZYGOTE_ANSWER_S)
-            except TimeoutError as exc:
-                raise SandboxFailure("the sandbox zygote did not start the widget process") from exc
-            finally:
-                zygote.pids.pop(job, None)
-            await self._write_request(request_w, request)
-            os.close(request_w)  # EOF tells the child the request is complete
-            request_w = -1
             exit_code, timed_out = await self._await_end(zygote, pid, (logs_task, result_task), request.timeout_s)
         except SandboxFailure as exc:
             await collect((logs_task, result_task), _PIPE_GRACE_S)
             return RunOutcome(
                 "error", time.perf_counter() - started, error_type="sandbox_failure", error_message=str(exc)
             )
-        finally:
-            if request_w >= 0:  # closed exactly once: a second close could hit another job's reused fd
-                os.close(request_w)
         duration = time.perf_counter() - started
         logs, result = await collect((logs_task, result_task), _PIPE_GRACE_S)
         outcome = build_outcome(
@@ -164,6 +168,38 @@ class ZygoteRunner:
             result_limit=self._config.result_bytes,
         )
         return _with_widget_time(outcome, result)
+
+    async def _dispatch(self, zygote: _Zygote, assignment: dict[str, Any], fds: list[int]) -> int:
+        """Send one job to a waiting spare; returns its pid. A spare that died meanwhile is skipped."""
+        data = json.dumps(assignment).encode()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _ZYGOTE_ANSWER_S
+        while True:
+            while not zygote.spares:
+                if not zygote.alive:
+                    raise SandboxFailure("the sandbox zygote exited; it restarts for the next job")
+                zygote.spare_ready.clear()
+                try:
+                    await asyncio.wait_for(zygote.spare_ready.wait(), max(0.0, deadline - loop.time()))
+                except TimeoutError as exc:
+                    raise SandboxFailure("the sandbox zygote did not provide a widget process") from exc
+            pid = next(iter(zygote.spares))
+            channel = zygote.spares.pop(pid)
+            zygote.exits[pid] = loop.create_future()
+            try:
+                # "took" first: the zygote forks a replacement and, reading it before the
+                # child's exit, never takes the child for a spare that died unassigned.
+                self._send(zygote, {"op": "took", "pid": pid})
+                socket.send_fds(channel, [data], fds)
+            except SandboxFailure:
+                zygote.exits.pop(pid, None)
+                raise
+            except OSError:
+                zygote.exits.pop(pid, None)
+                continue  # it died unassigned; its exit is reported and ignored
+            finally:
+                channel.close()
+            return pid
 
     @staticmethod
     async def _await_end(
@@ -188,11 +224,9 @@ class ZygoteRunner:
         finally:
             _kill_group(pid)  # whatever the widget left in its session dies with it
 
-    def _run_message(self, job: int, uid: int, request: RunRequest) -> dict[str, Any]:
+    def _assignment(self, uid: int, request: RunRequest) -> dict[str, Any]:
         config = self._config
         return {
-            "op": "run",
-            "id": job,
             "uid": uid if self._drop_privileges else None,
             "gid": config.gid if self._drop_privileges else None,
             "limits": {
@@ -253,52 +287,60 @@ class ZygoteRunner:
         zygote = _Zygote(process=process, control=parent)
         zygote.layers = asyncio.get_running_loop().create_future()
         asyncio.get_running_loop().add_reader(parent.fileno(), self._on_readable, zygote)
-        self._send(zygote, {"op": "layers"}, [])
+        self._send(zygote, {"op": "layers"})
         return zygote
 
     @staticmethod
-    def _send(zygote: _Zygote, message: dict[str, Any], fds: list[int]) -> None:
+    def _send(zygote: _Zygote, message: dict[str, Any]) -> None:
         if not zygote.alive:
             raise SandboxFailure("the sandbox zygote is not running")
         data = json.dumps(message).encode()
         for _ in range(1000):
             try:
-                socket.send_fds(zygote.control, [data], fds)
+                zygote.control.send(data)
                 return
             except BlockingIOError:
                 time.sleep(0.001)  # the zygote answers in microseconds; this never spins long
         raise SandboxFailure("the sandbox zygote does not read its control socket")
 
     def _on_readable(self, zygote: _Zygote) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             try:
-                data = zygote.control.recv(_MAX_MESSAGE)
+                data, fds, _, _ = socket.recv_fds(zygote.control, _MAX_MESSAGE, 1)
             except BlockingIOError:
                 return
             except OSError:
-                data = b""
+                data, fds = b"", []
             if not data:
                 self._zygote_died(zygote)
                 return
             message = json.loads(data)
+            if "spare" in message and len(fds) == 1:
+                os.set_inheritable(fds[0], False)
+                zygote.spares[message["spare"]] = socket.socket(fileno=fds[0])
+                zygote.spare_ready.set()
+                continue
+            for fd in fds:
+                os.close(fd)
             if "layers" in message and zygote.layers is not None and not zygote.layers.done():
                 zygote.layers.set_result(message["layers"])
             elif "status" in message:
-                exit_future = zygote.exits.setdefault(message["pid"], loop.create_future())
-                if not exit_future.done():
+                spare = zygote.spares.pop(message["pid"], None)
+                if spare is not None:
+                    spare.close()  # died before it had a job
+                exit_future = zygote.exits.get(message["pid"])
+                if exit_future is not None and not exit_future.done():
                     exit_future.set_result(message["status"])
-            elif "pid" in message:
-                zygote.exits.setdefault(message["pid"], loop.create_future())
-                pid_future = zygote.pids.get(message["id"])
-                if pid_future is not None and not pid_future.done():
-                    pid_future.set_result(message["pid"])
+            elif "error" in message:
+                log.error("sandbox.zygote_refused", error=message["error"])
 
     def _zygote_died(self, zygote: _Zygote) -> None:
         zygote.alive = False
         asyncio.get_running_loop().remove_reader(zygote.control.fileno())
+        zygote.close_spares()
+        zygote.spare_ready.set()  # waiters see it is gone
         failure = SandboxFailure("the sandbox zygote exited; it restarts for the next job")
-        for future in [*zygote.pids.values(), *zygote.exits.values()]:
+        for future in zygote.exits.values():
             if not future.done():
                 future.set_exception(failure)
         log.error("sandbox.zygote_died")

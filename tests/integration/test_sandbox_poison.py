@@ -13,8 +13,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from executor.runner import RunOutcome, RunRequest
-from executor.zygote_runner import SandboxConfig, ZygoteRunner
+from executor.zygote_runner import ZygoteRunner
 from tests.poison import POISON, widget
+from tests.sandbox import zygote_runner
 from tests.system.harness import free_port
 
 TIMEOUT_S = 1.5
@@ -45,21 +46,8 @@ def redirect_port() -> Iterator[int]:
 
 @pytest.fixture
 async def runner(redirect_port: int) -> AsyncIterator[ZygoteRunner]:
-    value = ZygoteRunner(
-        SandboxConfig(
-            memory_bytes=256 * 1024 * 1024,
-            log_bytes=64 * 1024,
-            result_bytes=256 * 1024,
-            first_uid=60100,
-            slots=16,
-            gid=65534,
-            egress_allow=(f"127.0.0.1:{redirect_port}",),
-        )
-    )
-    layers = await value.start()
-    assert layers["seccomp"] and layers["landlock"], layers
-    yield value
-    await value.close()
+    async with zygote_runner(60100, 16, egress_allow=(f"127.0.0.1:{redirect_port}",)) as value:
+        yield value
 
 
 def _redirecting(port: int) -> str:

@@ -1,13 +1,22 @@
 """What a forked widget process does, in order, before and around widget code.
 
-1. New session; stdout/stderr to the log pipe; every other inherited fd closed.
-2. rlimits: address space, CPU seconds, open files, file size, no core files,
-   and a process/thread cap for the slot's uid.
-3. As root: switch to the slot's uid/gid with no supplementary groups.
-4. no_new_privs, undumpable.
-5. Landlock: read-only runtime, no writes, TCP connect only to allowed ports.
-6. seccomp: no exec, no new processes, no tracing, mounts, namespaces, bpf...
-7. The egress guard, then the widget: ``get_sidebar_data(context)``.
+The zygote forks each child ahead of its job (a *spare*), so the fork is off the
+job's critical path. The child inherits the zygote's common seccomp filter (see
+seccomp.py). Before its job arrives, the spare does what does not depend on it:
+
+1. New session; every inherited fd closed but its assignment channel.
+2. no_new_privs, undumpable.
+3. Landlock: read-only runtime, no writes, TCP connect only to allowed ports.
+
+Then it blocks on its channel for exactly one assignment (uid, limits and the job's
+three pipes); it is never reused. With its job it:
+
+4. sends stdout/stderr to the log pipe;
+5. sets rlimits: address space, CPU seconds, open files, file size, no core files,
+   and a process/thread cap for the slot's uid;
+6. as root, switches to the slot's uid/gid with no supplementary groups;
+7. loads its own seccomp filter: no uid changes, no new processes, signals to itself only;
+8. installs the egress guard, then runs the widget: ``get_sidebar_data(context)``.
 The result envelope goes to the result pipe; the process then exits at once.
 """
 
@@ -18,16 +27,18 @@ import ctypes
 import json
 import os
 import resource
+import socket
 import sys
 import time
 import traceback
-from typing import Any
+from typing import Any, NoReturn
 
 from executor.sandbox import egress, landlock, seccomp
 from executor.sandbox.runtime import widget_builtins
 
 WIDGET_FILENAME = "<widget>"
 _PR_SET_NO_NEW_PRIVS, _PR_SET_DUMPABLE = 38, 4
+_MAX_ASSIGNMENT = 64 * 1024
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -106,27 +117,57 @@ def _read_request(fd: int) -> dict[str, Any]:
     return request
 
 
-def run(config: dict[str, Any], request_fd: int, log_fd: int, result_fd: int) -> None:
-    """Never returns: the forked child ends with ``os._exit``."""
+def _prepare(config: dict[str, Any], channel: int) -> None:
+    """The job-independent layers, applied while the spare waits."""
+    os.setsid()
+    ruleset = config.get("landlock_ruleset")
+    _close_fds_except({0, 1, 2, channel, *([ruleset] if ruleset is not None else [])})
+    _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+    if config["layers"].get("landlock") and ruleset is not None:
+        landlock.enforce(ruleset)
+    if ruleset is not None:
+        os.close(ruleset)
+
+
+def _await_assignment(channel: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
+    """One job from the zygote, or None when the zygote retired this spare or died."""
+    try:
+        data, fds, _, _ = socket.recv_fds(channel, _MAX_ASSIGNMENT, 3)
+    finally:
+        channel.close()
+    if not data or len(fds) != 3:
+        for fd in fds:
+            os.close(fd)
+        return None
+    assignment: dict[str, Any] = json.loads(data)
+    return assignment, fds
+
+
+def serve_one(config: dict[str, Any], channel: socket.socket) -> NoReturn:
+    """A spare's whole life: prepare, wait for one job, run it, exit with ``os._exit``."""
     code = 70
     try:
-        os.setsid()
+        try:
+            _prepare(config, channel.fileno())
+            unprepared: BaseException | None = None
+        except Exception as exc:  # noqa: BLE001 - reported to the job's log, where someone reads it
+            unprepared = exc
+        assigned = _await_assignment(channel)
+        if assigned is None:
+            os._exit(0)  # retired unassigned: the zygote or executor closed the channel
+        assignment, (request_fd, log_fd, result_fd) = assigned
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
-        ruleset = config.get("landlock_ruleset")
-        _close_fds_except({0, 1, 2, request_fd, result_fd, *([ruleset] if ruleset is not None else [])})
-        _apply_limits(config["limits"])
-        _drop_privileges(config.get("uid"), config.get("gid"))
-        _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-        _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+        os.close(log_fd)
+        if unprepared is not None:
+            raise unprepared
+        _apply_limits(assignment["limits"])
+        _drop_privileges(assignment.get("uid"), assignment.get("gid"))
         request = _read_request(request_fd)
-        layers = config["layers"]
-        if layers.get("landlock") and ruleset is not None:
-            landlock.enforce(ruleset)
-            os.close(ruleset)
         compiled = config.get("seccomp_filter")
-        if layers.get("seccomp") and compiled is not None:
-            seccomp.install(compiled, os.getpid())
+        if config["layers"].get("seccomp") and compiled is not None:
+            seccomp.install_child(compiled, os.getpid())
         egress.install(egress.EgressPolicy.parse(config["egress_allow"]))
         started = time.perf_counter()
         envelope = _run_widget(request)

@@ -1,9 +1,16 @@
 """The syscall filter: deny process creation and exec, tracing, mounts, namespace
-changes, kernel keyrings, bpf and the like. Threads stay allowed.
+changes, kernel keyrings, bpf, uid changes and the like. Threads stay allowed.
 
-libseccomp compiles the common filter once, in the zygote; each child loads the
-compiled program with one prctl, plus a few hand-written instructions that let
-it signal nobody but itself (its pid is only known after the fork).
+It comes in two parts so that no child pays for compiling or loading a large program:
+
+- the *common* filter (``DENIED``), built with libseccomp and loaded once into the
+  zygote itself, which every child inherits through fork. The zygote needs two
+  things it denies its children, so those are left to the second part;
+- the *child* filter, a few hand-written BPF instructions each child loads after
+  switching to its uid: no uid/gid changes, ``clone`` for threads only, and
+  signals to nobody but itself (its pid is only known after the fork).
+
+Syscalls of another ABI (x32, i386) are killed by the common filter.
 """
 
 from __future__ import annotations
@@ -17,10 +24,11 @@ from dataclasses import dataclass
 import pyseccomp as sc
 
 CLONE_THREAD = 0x00010000
-_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 22, 2
+_PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 38, 22, 2
 _RET_ALLOW, _RET_EPERM = 0x7FFF0000, 0x00050000 | errno.EPERM
-_LD_ABS, _JEQ, _RET = 0x20, 0x15, 0x06
-_OFFSET_NR, _OFFSET_ARCH, _OFFSET_ARG0 = 0, 4, 16
+_LD_ABS, _JEQ, _JSET, _JGE, _RET = 0x20, 0x15, 0x45, 0x35, 0x06
+_OFFSET_NR, _OFFSET_ARCH, _OFFSET_ARG0 = 0, 4, 16  # arg0's low 32 bits (little-endian)
+_X32_SYSCALL_BIT = 0x40000000
 
 DENIED = (
     "execve", "execveat", "fork", "vfork",
@@ -30,9 +38,20 @@ DENIED = (
     "bpf", "perf_event_open", "userfaultfd", "keyctl", "add_key", "request_key",
     "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
     "reboot", "swapon", "swapoff", "iopl", "ioperm", "acct", "quotactl",
-    "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setgroups", "setfsuid", "setfsgid",
     "personality", "syslog", "mknod", "mknodat", "tkill",
 )  # fmt: skip
+# Allowed to the zygote (it forks children, which switch to their slot's uid); denied to each child.
+CHILD_DENIED = (
+    "setuid",
+    "setgid",
+    "setreuid",
+    "setregid",
+    "setresuid",
+    "setresgid",
+    "setgroups",
+    "setfsuid",
+    "setfsgid",
+)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -43,8 +62,10 @@ class _SockFprog(ctypes.Structure):
 
 @dataclass(frozen=True)
 class CompiledFilter:
-    program: bytes
+    common: bytes
     arch: int
+    child_denied: tuple[int, ...]
+    clone: int
     kill_numbers: tuple[int, ...]
 
 
@@ -65,8 +86,7 @@ def compile_filter() -> CompiledFilter:
             rules.add_rule(deny, name)
         except (RuntimeError, ValueError, OSError):
             continue  # not a syscall on this architecture
-    # clone for threads only; clone3 hides its flags in memory, so make libc fall back to clone.
-    rules.add_rule(deny, "clone", sc.Arg(0, sc.MASKED_EQ, CLONE_THREAD, 0))
+    # clone3 hides its flags in memory, so make libc fall back to clone, whose flags the child filter sees.
     rules.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
     read_fd, write_fd = os.pipe()
     try:
@@ -77,31 +97,70 @@ def compile_filter() -> CompiledFilter:
     except BaseException:
         os.close(read_fd)
         raise
-    kill_numbers = tuple(sc.resolve_syscall(sc.system_arch(), name) for name in ("kill", "tgkill"))
-    return CompiledFilter(program, int(sc.system_arch()), kill_numbers)
+    arch = sc.system_arch()
+    return CompiledFilter(
+        common=program,
+        arch=int(arch),
+        child_denied=tuple(_numbers(arch, CHILD_DENIED)),
+        clone=sc.resolve_syscall(arch, "clone"),
+        kill_numbers=tuple(_numbers(arch, ("kill", "tgkill"))),
+    )
+
+
+def _numbers(arch: object, names: tuple[str, ...]) -> list[int]:
+    numbers = []
+    for name in names:
+        number = sc.resolve_syscall(arch, name)
+        if number >= 0:  # negative: not a syscall on this architecture
+            numbers.append(number)
+    return numbers
 
 
 def _instruction(code: int, jt: int, jf: int, k: int) -> bytes:
     return struct.pack("=HBBI", code, jt, jf, k)
 
 
-def _signal_only_self(compiled: CompiledFilter, pid: int) -> bytes:
+def child_program(compiled: CompiledFilter, pid: int) -> bytes:
+    """The per-child filter: about twenty instructions, loaded in microseconds."""
+    denied = compiled.child_denied
     kill, tgkill = compiled.kill_numbers
-    return b"".join(
-        (
-            _instruction(_LD_ABS, 0, 0, _OFFSET_ARCH),
-            _instruction(_JEQ, 1, 0, compiled.arch),
-            _instruction(_RET, 0, 0, _RET_ALLOW),
-            _instruction(_LD_ABS, 0, 0, _OFFSET_NR),
-            _instruction(_JEQ, 2, 0, kill),
-            _instruction(_JEQ, 1, 0, tgkill),
-            _instruction(_RET, 0, 0, _RET_ALLOW),
-            _instruction(_LD_ABS, 0, 0, _OFFSET_ARG0),
-            _instruction(_JEQ, 1, 0, pid),
-            _instruction(_RET, 0, 0, _RET_EPERM),
-            _instruction(_RET, 0, 0, _RET_ALLOW),
-        )
-    )
+    # Layout: checks, then the two argument checks, then the two returns (BPF only jumps forward).
+    head: list[tuple[int, int, int, int] | None] = [
+        (_LD_ABS, 0, 0, _OFFSET_ARCH),
+        None,  # another ABI: already judged by the common filter
+        (_LD_ABS, 0, 0, _OFFSET_NR),
+        None,  # x32 numbers: deny
+        *([None] * len(denied)),
+        None,  # clone
+        None,  # kill
+        None,  # tgkill
+    ]
+    n = len(head)
+    clone_check, pid_check, allow, eperm = n, n + 2, n + 4, n + 5
+
+    def jump(at: int, target: int) -> int:
+        return target - at - 1
+
+    head[1] = (_JEQ, 0, jump(1, allow), compiled.arch)
+    head[3] = (_JGE, jump(3, eperm), 0, _X32_SYSCALL_BIT)
+    for offset, number in enumerate(denied):
+        at = 4 + offset
+        head[at] = (_JEQ, jump(at, eperm), 0, number)
+    at = 4 + len(denied)
+    head[at] = (_JEQ, jump(at, clone_check), 0, compiled.clone)
+    head[at + 1] = (_JEQ, jump(at + 1, pid_check), 0, kill)
+    head[at + 2] = (_JEQ, jump(at + 2, pid_check), jump(at + 2, allow), tgkill)
+    tail = [
+        (_LD_ABS, 0, 0, _OFFSET_ARG0),  # clone: threads only
+        (_JSET, jump(clone_check + 1, allow), jump(clone_check + 1, eperm), CLONE_THREAD),
+        (_LD_ABS, 0, 0, _OFFSET_ARG0),  # kill, tgkill: this process only
+        (_JEQ, jump(pid_check + 1, allow), jump(pid_check + 1, eperm), pid),
+        (_RET, 0, 0, _RET_ALLOW),
+        (_RET, 0, 0, _RET_EPERM),
+    ]
+    instructions = [*head, *tail]
+    assert all(instruction is not None for instruction in instructions)
+    return b"".join(_instruction(*instruction) for instruction in instructions if instruction is not None)
 
 
 def _load(program: bytes) -> None:
@@ -112,7 +171,12 @@ def _load(program: bytes) -> None:
         raise OSError(number, f"seccomp: {os.strerror(number)}")
 
 
-def install(compiled: CompiledFilter, own_pid: int) -> None:
-    """Load both filters into this process (after no_new_privs); they cannot be undone."""
-    _load(compiled.program)
-    _load(_signal_only_self(compiled, own_pid))
+def install_common(compiled: CompiledFilter) -> None:
+    """Load the common filter into the zygote; every child it forks inherits it."""
+    _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    _load(compiled.common)
+
+
+def install_child(compiled: CompiledFilter, own_pid: int) -> None:
+    """Load the child filter (after no_new_privs and the uid switch); it cannot be undone."""
+    _load(child_program(compiled, own_pid))

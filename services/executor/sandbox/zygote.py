@@ -1,17 +1,25 @@
-"""The zygote: a warm interpreter that forks one sandboxed child per widget job.
+"""The zygote: a warm interpreter that forks sandboxed widget processes ahead of their jobs.
 
 Started by the executor as ``python -I -m executor.sandbox.zygote FD`` with an
 empty environment, so it never holds the service's credentials. It pre-imports
 the widget runtime, builds the TLS context, freezes the heap (``gc.freeze``) so
-children share its pages, and then serves a SOCK_SEQPACKET control socket:
+children share its pages, and then serves a SOCK_SEQPACKET control socket.
 
-- ``{"op": "run", "id", "uid", "gid", "limits"}`` with three fds (request read
-  end, log write end, result write end): fork a child, answer ``{"id", "pid"}``;
-- when a child ends: ``{"pid", "status"}`` (the raw wait status);
-- ``{"op": "layers"}``: answer which isolation layers this kernel offers.
+It keeps a few *spares*: children forked ahead of their jobs, which apply the
+job-independent layers and wait on a private channel for one assignment (see
+child.py). Each spare's channel goes to the executor, which dispatches a job to
+it directly, so neither fork() nor a zygote round trip is on a job's critical
+path. A child takes exactly one job and is never reused.
 
-A child is never reused. When the control socket closes, the zygote kills its
-children and exits.
+Messages (JSON, one per datagram):
+
+- zygote -> executor ``{"spare": pid}`` with one fd, the spare's channel;
+- executor -> zygote ``{"op": "took", "pid"}``, sent just before it dispatches a job
+  to that spare: fork another;
+- zygote -> executor ``{"pid", "status"}`` when a child ends (raw wait status);
+- executor -> zygote ``{"op": "layers"}``, answered with ``{"layers": {...}}``.
+
+When the control socket closes, the zygote kills its children and exits.
 """
 
 from __future__ import annotations
@@ -24,12 +32,14 @@ import select
 import signal
 import socket
 import sys
+import time
 from typing import Any
 
 from executor.sandbox import child, landlock, seccomp
 from executor.sandbox.runtime import preload
 
 _MAX_MESSAGE = 64 * 1024
+_SPARE_RETRY_S = 0.1
 
 
 def probe_layers() -> dict[str, Any]:
@@ -51,29 +61,80 @@ def _send(control: socket.socket, message: dict[str, Any]) -> None:
     control.send(json.dumps(message).encode())
 
 
-def _reap(control: socket.socket, children: set[int]) -> None:
-    while children:
+class _Children:
+    """The zygote's children: spares handed to the executor, and the ones running jobs."""
+
+    def __init__(self, control: socket.socket, config: dict[str, Any]) -> None:
+        self._control = control
+        self._config = config
+        self.spares: set[int] = set()
+        self.running: set[int] = set()
+        self._next_fork = 0.0  # a spare that died unassigned delays the next: never a fork loop
+
+    def fork_delay(self) -> float | None:
+        """Seconds until the next spare should be forked; None when there are enough."""
+        if len(self.spares) >= self._config["spares"]:
+            return None
+        return max(0.0, self._next_fork - time.monotonic())
+
+    def fork_spare(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        children.discard(pid)
-        _send(control, {"pid": pid, "status": status})
+            pid = os.fork()
+            if pid == 0:
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                self._control.close()
+                ours.close()
+                child.serve_one(self._config, theirs)
+            self.spares.add(pid)
+            socket.send_fds(self._control, [json.dumps({"spare": pid}).encode()], [ours.fileno()])
+        finally:
+            ours.close()
+            theirs.close()
+
+    def took(self, pid: int) -> None:
+        if pid in self.spares:
+            self.spares.discard(pid)
+            self.running.add(pid)
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid in self.spares:
+                self.spares.discard(pid)
+                self._next_fork = time.monotonic() + _SPARE_RETRY_S
+            self.running.discard(pid)
+            # The executor may have dispatched to it before its "took" arrived: always report.
+            _send(self._control, {"pid": pid, "status": status})
+
+    def kill_all(self) -> None:
+        for pid in (*self.running, *self.spares):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
 
 
-def _fork(control: socket.socket, message: dict[str, Any], fds: list[int], config: dict[str, Any]) -> int:
-    request_fd, log_fd, result_fd = fds
-    pid = os.fork()
-    if pid == 0:
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        control.close()
-        child.run({**config, **message}, request_fd, log_fd, result_fd)
-    for fd in fds:
-        os.close(fd)
-    return pid
+def _handle_messages(control: socket.socket, children: _Children, config: dict[str, Any]) -> bool:
+    """Handle every pending message; False when the executor closed the socket."""
+    while True:
+        try:
+            data = control.recv(_MAX_MESSAGE, socket.MSG_DONTWAIT)  # fds, if any were sent, are dropped
+        except BlockingIOError:
+            return True
+        if not data:
+            return False
+        message = json.loads(data)
+        if message.get("op") == "took" and isinstance(message.get("pid"), int):
+            children.took(message["pid"])
+        elif message.get("op") == "layers":
+            _send(control, {"layers": config["layers"]})
+        else:
+            _send(control, {"error": f"bad zygote request: {message.get('op')!r}"})
 
 
 def serve(control: socket.socket, config: dict[str, Any]) -> None:
@@ -81,33 +142,25 @@ def serve(control: socket.socket, config: dict[str, Any]) -> None:
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    children: set[int] = set()
+    children = _Children(control, config)
     try:
         while True:
-            ready, _, _ = select.select([control.fileno(), wake_read], [], [])
+            # Messages first; when idle and short of spares, fork the next one.
+            ready, _, _ = select.select([control.fileno(), wake_read], [], [], children.fork_delay())
+            if not ready:
+                children.fork_spare()
+                continue
+            # Every pending message before reaping: the executor says "took" before it
+            # dispatches, so a child that has ended is never mistaken for a lost spare.
+            if control.fileno() in ready and not _handle_messages(control, children, config):
+                return
             if wake_read in ready:
                 os.read(wake_read, 4096)
-                _reap(control, children)
-            if control.fileno() not in ready:
-                continue
-            data, fds, _, _ = socket.recv_fds(control, _MAX_MESSAGE, 3)
-            if not data:
-                return
-            message = json.loads(data)
-            if message.get("op") == "layers":
-                _send(control, {"layers": config["layers"]})
-            elif message.get("op") == "run" and len(fds) == 3:
-                pid = _fork(control, message, fds, config)
-                children.add(pid)
-                _send(control, {"id": message["id"], "pid": pid})
-            else:
-                for fd in fds:
-                    os.close(fd)
-                _send(control, {"id": message.get("id"), "error": "bad zygote request"})
+                children.reap()
+    except (BrokenPipeError, ConnectionResetError):
+        return  # the executor is gone
     finally:
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+        children.kill_all()
 
 
 def main() -> None:
@@ -115,10 +168,11 @@ def main() -> None:
     config: dict[str, Any] = json.loads(sys.stdin.readline())
     preload(config.get("extra_ca_file"))
     config["layers"] = probe_layers()
-    if config["layers"]["seccomp"]:
-        config["seccomp_filter"] = seccomp.compile_filter()
     if config["layers"]["landlock"]:
         config["landlock_ruleset"] = landlock.build_ruleset(config["read_only_paths"], config["connect_ports"])
+    if config["layers"]["seccomp"]:
+        config["seccomp_filter"] = seccomp.compile_filter()
+        seccomp.install_common(config["seccomp_filter"])  # the zygote too: it never execs, mounts or traces
     gc.collect()
     gc.freeze()
     serve(control, config)
