@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime, timedelta
 
-from orchestrator.runs import RecordedResult, Run, RunKey
+from orchestrator.runs import Progress, RecordedResult, Run, RunKey
 from shared.contracts.events import SidebarReady
 
 
@@ -41,6 +41,12 @@ class InMemoryRunStore:
         if run is not None and widget_id not in run.results:
             self.runs[key] = dataclasses.replace(run, results={**run.results, widget_id: result})
         return True
+
+    async def progress(self, key: RunKey, recorded_widget_id: str) -> Progress | None:
+        run = self.runs.get(key)
+        if run is None:
+            return None
+        return Progress(dataclasses.replace(run, results={}, jobs_published=False), run.complete)
 
     async def claim_for_assembly(self, key: RunKey, now: datetime, lease_s: float) -> Run | None:
         run = self.runs.get(key)

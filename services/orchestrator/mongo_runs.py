@@ -19,7 +19,7 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from orchestrator.runs import RecordedResult, Run, RunKey, WidgetSnapshot
+from orchestrator.runs import Progress, RecordedResult, Run, RunKey, WidgetSnapshot
 from shared.contracts.events import SidebarReady
 from shared.contracts.jobs import job_id_for
 from shared.ids import scoped_key
@@ -135,6 +135,24 @@ class MongoRunStore:
             except DuplicateKeyError:
                 return False
         return True
+
+    async def progress(self, key: RunKey, recorded_widget_id: str) -> Progress | None:
+        # One read of the run, then existence checks by _id (the only filter FerretDB pushes
+        # down), stopping at the first missing result: most results find one at once, and
+        # only the last of a run checks them all. Results arrive as N messages, so reading
+        # every result on each one would cost N * N reads per sidebar.
+        with mongo_errors("read run progress"):
+            doc = await self._runs.find_one({"_id": _run_id(key)})
+            if doc is None:
+                return None
+            complete = True
+            for widget in doc["widgets"]:
+                if widget["widget_id"] == recorded_widget_id:
+                    continue
+                if await self._results.find_one({"_id": _result_id(key, widget["widget_id"])}, {"_id": 1}) is None:
+                    complete = False
+                    break
+        return Progress(_from_documents(doc, False, []), complete)
 
     async def claim_for_assembly(self, key: RunKey, now: datetime, lease_s: float) -> Run | None:
         run_id = _run_id(key)

@@ -8,6 +8,7 @@ finalizers lose the atomic claim. Only the claim winner publishes the sidebar.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -232,15 +233,15 @@ class ResultHandler:
         )
         key = RunKey(result.business_id, result.run_id)
         fresh = await self.runs.record_result(key, result.widget_id, recorded)
-        run = await self.runs.get(key) if fresh else None
-        if run is None or run.status != "collecting":
+        progress = await self.runs.progress(key, result.widget_id) if fresh else None
+        if progress is None or progress.run.status != "collecting":
             self.metrics.results.labels(result.status, "ignored").inc()
             log.info("result.ignored", reason="duplicate result, or its run is unknown or already assembled")
             return
         self.metrics.results.labels(result.status, "recorded").inc()
         self.metrics.widget_duration.labels(result.status).observe(result.duration_ms / 1000)
-        await self._announce(run, result.widget_id)
-        if run.complete:
+        await self._announce(dataclasses.replace(progress.run, results={result.widget_id: recorded}), result.widget_id)
+        if progress.complete:
             await self.finalizer.finalize(key)
 
     async def _announce(self, run: Run, widget_id: str) -> None:

@@ -76,6 +76,16 @@ class Run:
         return all(w.widget_id in self.results for w in self.widgets)
 
 
+@dataclass(frozen=True)
+class Progress:
+    """What result handling needs after recording one result: the run's identity,
+    snapshot and status (``run.results`` is empty and ``run.jobs_published`` unread),
+    and whether every widget now has a result."""
+
+    run: Run
+    complete: bool
+
+
 class RunStore(Protocol):
     async def create(self, run: Run) -> bool:
         """Insert the run; False when a run with this id already exists."""
@@ -87,6 +97,10 @@ class RunStore(Protocol):
 
     async def record_result(self, key: RunKey, widget_id: str, result: RecordedResult) -> bool:
         """Record a job's result once; False when this job's result was already recorded."""
+
+    async def progress(self, key: RunKey, recorded_widget_id: str) -> Progress | None:
+        """After ``recorded_widget_id``'s result was recorded. Cheaper than ``get``: results
+        are checked, not read, and only until the first one missing."""
 
     async def claim_for_assembly(self, key: RunKey, now: datetime, lease_s: float) -> Run | None:
         """Take the run for assembly, with its results; None if another claim holds or it is done.

@@ -92,6 +92,40 @@ async def test_concurrent_results_are_never_lost(store: RunStore) -> None:
     assert stored is not None and stored.complete
 
 
+async def test_progress_says_when_every_widget_has_a_result(store: RunStore) -> None:
+    widgets = tuple(WidgetSnapshot(f"w{n}", f"W{n}", n, 5.0) for n in range(4))
+    run = Run(**{**vars(_run(datetime.now(UTC))), "widgets": widgets})
+    assert await store.progress(run.key, "w0") is None, "unknown run"
+    await store.create(run)
+    for n in (2, 0, 3):
+        await store.record_result(run.key, f"w{n}", _result("ok", f"{run.event_id}.w{n}"))
+        progress = await store.progress(run.key, f"w{n}")
+        assert progress is not None and not progress.complete
+        assert progress.run.status == "collecting" and progress.run.widgets == widgets
+        assert progress.run.results == {}
+    await store.record_result(run.key, "w1", _result("error", f"{run.event_id}.w1"))
+    progress = await store.progress(run.key, "w1")
+    assert progress is not None and progress.complete
+    claimed = await store.claim_for_assembly(run.key, datetime.now(UTC), 30)
+    assert claimed is not None
+    after = await store.progress(run.key, "w1")
+    assert after is not None and after.run.status == "assembling"
+
+
+async def test_concurrent_last_results_leave_at_least_one_seeing_the_run_complete(store: RunStore) -> None:
+    widgets = tuple(WidgetSnapshot(f"w{n}", f"W{n}", n, 5.0) for n in range(6))
+    run = Run(**{**vars(_run(datetime.now(UTC))), "widgets": widgets})
+    await store.create(run)
+
+    async def deliver(widget_id: str) -> bool:
+        await store.record_result(run.key, widget_id, _result("ok", f"{run.event_id}.{widget_id}"))
+        progress = await store.progress(run.key, widget_id)
+        return progress is not None and progress.complete
+
+    seen_complete = await asyncio.gather(*(deliver(w.widget_id) for w in widgets))
+    assert any(seen_complete)
+
+
 async def test_concurrent_claims_have_exactly_one_winner(store: RunStore) -> None:
     now = datetime.now(UTC)
     run = _run(now)
