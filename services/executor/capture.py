@@ -10,7 +10,7 @@ import json
 import os
 import signal
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from executor.runner import RunOutcome
 
@@ -34,11 +34,24 @@ async def read_capped(reader: asyncio.StreamReader, limit: int) -> Capture:
     return capture
 
 
-async def pipe_reader(fd: int) -> asyncio.StreamReader:
+async def read_pipe_capped(pipe: BinaryIO, limit: int) -> Capture:
+    """``read_capped`` on a pipe's read end, which is closed on every way out (EOF, cancellation)."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=_CHUNK)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", 0))
-    return reader
+    try:
+        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+    except BaseException:
+        pipe.close()
+        raise
+    try:
+        return await read_capped(reader, limit)
+    finally:
+        transport.close()
+
+
+def open_pipe(fd: int) -> BinaryIO:
+    """A read end as a file object at once, so the fd is closed even if its reader never starts."""
+    return os.fdopen(fd, "rb", 0)
 
 
 async def collect(

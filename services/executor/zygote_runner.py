@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 
-from executor.capture import Capture, build_outcome, collect, pipe_reader, read_capped
+from executor.capture import Capture, build_outcome, collect, open_pipe, read_pipe_capped
 from executor.runner import RunOutcome, RunRequest
 from executor.slots import UidSlots
 
@@ -114,6 +114,9 @@ class ZygoteRunner:
             return
         if zygote.alive:
             asyncio.get_running_loop().remove_reader(zygote.control.fileno())
+            zygote.alive = False
+            _fail(zygote.exits, SandboxFailure("the sandbox is shutting down"))
+            zygote.spare_ready.set()  # jobs waiting for a spare see it is gone
         zygote.close_spares()
         zygote.control.close()
         with contextlib.suppress(TimeoutError):
@@ -134,30 +137,39 @@ class ZygoteRunner:
         started = time.perf_counter()
         try:
             pid = await self._dispatch(zygote, self._assignment(uid, request), [request_r, log_w, result_w])
-        except SandboxFailure as exc:
+        except BaseException as exc:
             for fd in (request_w, log_r, result_r):
                 os.close(fd)
+            if not isinstance(exc, SandboxFailure):
+                raise
             return RunOutcome(
                 "error", time.perf_counter() - started, error_type="sandbox_failure", error_message=str(exc)
             )
         finally:
             for fd in (request_r, log_w, result_w):
                 os.close(fd)
+        # The child has its job: from here it is killed and forgotten on every way out.
+        pipes = (
+            asyncio.create_task(read_pipe_capped(open_pipe(log_r), self._config.log_bytes)),
+            asyncio.create_task(read_pipe_capped(open_pipe(result_r), self._config.result_bytes + 1)),
+        )
         try:
             await self._write_request(request_w, request)
-        finally:
-            os.close(request_w)  # EOF tells the child the request is complete
-        logs_task = asyncio.create_task(read_capped(await pipe_reader(log_r), self._config.log_bytes))
-        result_task = asyncio.create_task(read_capped(await pipe_reader(result_r), self._config.result_bytes + 1))
-        try:
-            exit_code, timed_out = await self._await_end(zygote, pid, (logs_task, result_task), request.timeout_s)
+            exit_code, timed_out = await self._await_end(zygote, pid, pipes, request.timeout_s)
         except SandboxFailure as exc:
-            await collect((logs_task, result_task), _PIPE_GRACE_S)
+            await collect(pipes, _PIPE_GRACE_S)
             return RunOutcome(
                 "error", time.perf_counter() - started, error_type="sandbox_failure", error_message=str(exc)
             )
+        except BaseException:
+            for task in pipes:
+                task.cancel()
+            raise
+        finally:
+            _kill_group(pid)  # whatever the widget left in its session dies with it
+            zygote.exits.pop(pid, None)
         duration = time.perf_counter() - started
-        logs, result = await collect((logs_task, result_task), _PIPE_GRACE_S)
+        logs, result = await collect(pipes, _PIPE_GRACE_S)
         outcome = build_outcome(
             exit_code=exit_code,
             timed_out=timed_out,
@@ -210,7 +222,6 @@ class ZygoteRunner:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit_s
         exit_future = zygote.exits[pid]
-        exit_future.add_done_callback(lambda _: zygote.exits.pop(pid, None))
         try:
             _, pending = await asyncio.wait(pipes, timeout=limit_s)
             if pending:
@@ -221,8 +232,6 @@ class ZygoteRunner:
             return os.waitstatus_to_exitcode(status), False
         except TimeoutError:
             return 0, True
-        finally:
-            _kill_group(pid)  # whatever the widget left in its session dies with it
 
     def _assignment(self, uid: int, request: RunRequest) -> dict[str, Any]:
         config = self._config
@@ -240,18 +249,23 @@ class ZygoteRunner:
 
     @staticmethod
     async def _write_request(fd: int, request: RunRequest) -> None:
+        """Write the request and close ``fd`` (EOF ends it). The writer owns the fd: a
+        cancelled job must not leave a thread writing into a number since reused."""
         payload = json.dumps({"code": request.code, "context": request.context, "secrets": request.secrets}).encode()
 
-        def write_all() -> None:
+        def write_all_and_close() -> None:
             view = memoryview(payload)
-            with contextlib.suppress(BrokenPipeError):
-                while view:
-                    view = view[os.write(fd, view) :]
+            try:
+                with contextlib.suppress(BrokenPipeError):
+                    while view:
+                        view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
 
         if len(payload) < 60 * 1024:
-            write_all()  # a fresh pipe holds 64 KiB: this cannot block
+            write_all_and_close()  # a fresh pipe holds 64 KiB: this cannot block
         else:
-            await asyncio.to_thread(write_all)
+            await asyncio.to_thread(write_all_and_close)
 
     async def _ensure_zygote(self) -> _Zygote:
         async with self._starting:
@@ -339,11 +353,16 @@ class ZygoteRunner:
         asyncio.get_running_loop().remove_reader(zygote.control.fileno())
         zygote.close_spares()
         zygote.spare_ready.set()  # waiters see it is gone
-        failure = SandboxFailure("the sandbox zygote exited; it restarts for the next job")
-        for future in zygote.exits.values():
-            if not future.done():
-                future.set_exception(failure)
+        _fail(zygote.exits, SandboxFailure("the sandbox zygote exited; it restarts for the next job"))
         log.error("sandbox.zygote_died")
+
+
+def _fail(exits: dict[int, asyncio.Future[int]], failure: SandboxFailure) -> None:
+    """Wake every job waiting for an exit status; a job that already has its result never looks."""
+    for future in exits.values():
+        if not future.done():
+            future.set_exception(failure)
+            future.add_done_callback(lambda done: done.exception())  # retrieved: no "never retrieved" noise
 
 
 def _kill_group(pid: int) -> None:

@@ -23,7 +23,7 @@ from tests.sandbox import zygote_runner
 
 PROBE = widget(
     """
-import os, threading
+import ctypes, errno, os, threading
 def attempt(call):
     try:
         call()
@@ -32,6 +32,13 @@ def attempt(call):
         return "denied"
     except OSError as exc:
         return f"failed: {exc}"
+def sigqueue(pid):
+    libc = ctypes.CDLL(None, use_errno=True)
+    info = ctypes.create_string_buffer(128)
+    info[8:12] = (-1).to_bytes(4, "little", signed=True)  # si_code = SI_QUEUE
+    if libc.syscall(129, pid, 0, info) == 0:  # rt_sigqueueinfo, signal 0: the check alone
+        return "allowed"
+    return "denied" if ctypes.get_errno() == errno.EPERM else f"failed: {ctypes.get_errno()}"
 found = []
 worker = threading.Thread(target=lambda: found.append(threading.get_ident()))
 worker.start()
@@ -44,7 +51,9 @@ return {"title": "probe", "items": [], "pid": os.getpid(), "uid": os.getuid(), "
         "setuid": attempt(lambda: os.setuid(os.getuid())),
         "setgid": attempt(lambda: os.setgid(os.getgid())),
         "setgroups": attempt(lambda: os.setgroups([])),
-        "fork": attempt(os.fork)}
+        "fork": attempt(os.fork),
+        "sigqueue_self": sigqueue(os.getpid()),
+        "sigqueue_parent": sigqueue(os.getppid())}
 """
 )
 
@@ -91,8 +100,9 @@ async def test_the_child_filter_allows_threads_and_its_own_signals_only(runner: 
     assert isinstance(value, dict)
     assert value["thread"] is True
     assert value["kill_self"] == "allowed"
+    assert value["sigqueue_self"] == "allowed"
     assert value["uid"] >= 60500
-    for call in ("kill_parent", "kill_init", "kill_group", "setuid", "setgid", "setgroups", "fork"):
+    for call in ("kill_parent", "kill_init", "kill_group", "setuid", "setgid", "setgroups", "fork", "sigqueue_parent"):
         assert value[call] == "denied", (call, value[call])
 
 

@@ -164,6 +164,7 @@ def serve_one(config: dict[str, Any], channel: socket.socket) -> NoReturn:
             raise unprepared
         _apply_limits(assignment["limits"])
         _drop_privileges(assignment.get("uid"), assignment.get("gid"))
+        _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)  # a uid change resets it to fs.suid_dumpable
         request = _read_request(request_fd)
         compiled = config.get("seccomp_filter")
         if config["layers"].get("seccomp") and compiled is not None:

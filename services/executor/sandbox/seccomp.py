@@ -8,7 +8,8 @@ It comes in two parts so that no child pays for compiling or loading a large pro
   things it denies its children, so those are left to the second part;
 - the *child* filter, a few hand-written BPF instructions each child loads after
   switching to its uid: no uid/gid changes, ``clone`` for threads only, and
-  signals to nobody but itself (its pid is only known after the fork).
+  signals (``kill``, ``tgkill``, ``rt_sigqueueinfo``, ``rt_tgsigqueueinfo``) to
+  nobody but itself (its pid is only known after the fork).
 
 Syscalls of another ABI (x32, i386) are killed by the common filter.
 """
@@ -38,20 +39,14 @@ DENIED = (
     "bpf", "perf_event_open", "userfaultfd", "keyctl", "add_key", "request_key",
     "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
     "reboot", "swapon", "swapoff", "iopl", "ioperm", "acct", "quotactl",
-    "personality", "syslog", "mknod", "mknodat", "tkill",
+    "personality", "syslog", "mknod", "mknodat", "tkill", "pidfd_send_signal",
 )  # fmt: skip
 # Allowed to the zygote (it forks children, which switch to their slot's uid); denied to each child.
 CHILD_DENIED = (
-    "setuid",
-    "setgid",
-    "setreuid",
-    "setregid",
-    "setresuid",
-    "setresgid",
-    "setgroups",
-    "setfsuid",
-    "setfsgid",
-)
+    "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setgroups", "setfsuid", "setfsgid",
+)  # fmt: skip
+# Every call that sends a signal names its target process in arg0; a child may only target itself.
+SIGNALLING = ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -66,7 +61,7 @@ class CompiledFilter:
     arch: int
     child_denied: tuple[int, ...]
     clone: int
-    kill_numbers: tuple[int, ...]
+    signal_numbers: tuple[int, ...]
 
 
 def available() -> bool:
@@ -103,7 +98,7 @@ def compile_filter() -> CompiledFilter:
         arch=int(arch),
         child_denied=tuple(_numbers(arch, CHILD_DENIED)),
         clone=sc.resolve_syscall(arch, "clone"),
-        kill_numbers=tuple(_numbers(arch, ("kill", "tgkill"))),
+        signal_numbers=tuple(_numbers(arch, SIGNALLING)),
     )
 
 
@@ -122,8 +117,7 @@ def _instruction(code: int, jt: int, jf: int, k: int) -> bytes:
 
 def child_program(compiled: CompiledFilter, pid: int) -> bytes:
     """The per-child filter: about twenty instructions, loaded in microseconds."""
-    denied = compiled.child_denied
-    kill, tgkill = compiled.kill_numbers
+    denied, signalling = compiled.child_denied, compiled.signal_numbers
     # Layout: checks, then the two argument checks, then the two returns (BPF only jumps forward).
     head: list[tuple[int, int, int, int] | None] = [
         (_LD_ABS, 0, 0, _OFFSET_ARCH),
@@ -132,8 +126,7 @@ def child_program(compiled: CompiledFilter, pid: int) -> bytes:
         None,  # x32 numbers: deny
         *([None] * len(denied)),
         None,  # clone
-        None,  # kill
-        None,  # tgkill
+        *([None] * len(signalling)),
     ]
     n = len(head)
     clone_check, pid_check, allow, eperm = n, n + 2, n + 4, n + 5
@@ -143,17 +136,18 @@ def child_program(compiled: CompiledFilter, pid: int) -> bytes:
 
     head[1] = (_JEQ, 0, jump(1, allow), compiled.arch)
     head[3] = (_JGE, jump(3, eperm), 0, _X32_SYSCALL_BIT)
-    for offset, number in enumerate(denied):
-        at = 4 + offset
+    at = 4
+    for number in denied:
         head[at] = (_JEQ, jump(at, eperm), 0, number)
-    at = 4 + len(denied)
+        at += 1
     head[at] = (_JEQ, jump(at, clone_check), 0, compiled.clone)
-    head[at + 1] = (_JEQ, jump(at + 1, pid_check), 0, kill)
-    head[at + 2] = (_JEQ, jump(at + 2, pid_check), jump(at + 2, allow), tgkill)
+    for index, number in enumerate(signalling, start=at + 1):
+        last = index == n - 1
+        head[index] = (_JEQ, jump(index, pid_check), jump(index, allow) if last else 0, number)
     tail = [
         (_LD_ABS, 0, 0, _OFFSET_ARG0),  # clone: threads only
         (_JSET, jump(clone_check + 1, allow), jump(clone_check + 1, eperm), CLONE_THREAD),
-        (_LD_ABS, 0, 0, _OFFSET_ARG0),  # kill, tgkill: this process only
+        (_LD_ABS, 0, 0, _OFFSET_ARG0),  # signals: to this process only
         (_JEQ, jump(pid_check + 1, allow), jump(pid_check + 1, eperm), pid),
         (_RET, 0, 0, _RET_ALLOW),
         (_RET, 0, 0, _RET_EPERM),

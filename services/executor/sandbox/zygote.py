@@ -151,7 +151,8 @@ def serve(control: socket.socket, config: dict[str, Any]) -> None:
                 children.fork_spare()
                 continue
             # Every pending message before reaping: the executor says "took" before it
-            # dispatches, so a child that has ended is never mistaken for a lost spare.
+            # dispatches, so a child that has ended is almost never mistaken for a lost
+            # spare (if it is, its status is still reported; the next fork waits 0.1 s).
             if control.fileno() in ready and not _handle_messages(control, children, config):
                 return
             if wake_read in ready:

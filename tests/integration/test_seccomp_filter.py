@@ -1,0 +1,91 @@
+"""The two seccomp filters on their own, in a forked process that stays root, so that
+nothing but the filters can refuse (the kernel lets root signal anyone and change uid)."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from executor.sandbox import seccomp
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: only then is the filter the one refusing")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_NR = {"rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297, "tgkill": 234, "pidfd_open": 434, "pidfd_send_signal": 424}
+
+
+def _syscall(number: int, *args: int | ctypes.Array[ctypes.c_char]) -> str:
+    if _libc.syscall(number, *args) == 0:
+        return "allowed"
+    code = ctypes.get_errno()
+    return "denied" if code == errno.EPERM else errno.errorcode.get(code, str(code))
+
+
+def _queue(number: int, *target: int) -> str:
+    info = ctypes.create_string_buffer(128)
+    info[8:12] = (-1).to_bytes(4, "little", signed=True)  # si_code = SI_QUEUE
+    return _syscall(number, *target, 0, info)  # signal 0: permission check only
+
+
+def _attempt(call: Callable[[], object]) -> str:
+    try:
+        call()
+    except PermissionError:
+        return "denied"
+    return "allowed"
+
+
+def _probe_in_filtered_child(other: int) -> dict[str, str]:
+    compiled = seccomp.compile_filter()
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        try:
+            os.close(read_fd)
+            seccomp.install_common(compiled)
+            me = os.getpid()
+            seccomp.install_child(compiled, me)
+            threads: list[int] = []
+            worker = threading.Thread(target=lambda: threads.append(1))
+            worker.start()
+            worker.join()
+            found = {
+                "thread": "allowed" if threads else "denied",
+                "kill self": _attempt(lambda: os.kill(me, 0)),
+                "kill other": _attempt(lambda: os.kill(other, 0)),
+                "kill group": _attempt(lambda: os.kill(0, 0)),
+                "kill everyone": _attempt(lambda: os.kill(-1, 0)),
+                "tgkill other": _syscall(_NR["tgkill"], other, other, 0),
+                "sigqueue self": _queue(_NR["rt_sigqueueinfo"], me),
+                "sigqueue other": _queue(_NR["rt_sigqueueinfo"], other),
+                "tgsigqueue other": _queue(_NR["rt_tgsigqueueinfo"], other, other),
+                "pidfd_send_signal": _syscall(_NR["pidfd_send_signal"], 0, 0, 0, 0),
+                "pidfd_open": _syscall(_NR["pidfd_open"], other, 0),
+                "setuid": _attempt(lambda: os.setuid(0)),
+                "setgroups": _attempt(lambda: os.setgroups([])),
+                "fork": _attempt(os.fork),
+                "exec": _attempt(lambda: os.execv("/bin/true", ["true"])),  # noqa: S606 - must be refused
+            }
+            os.write(write_fd, json.dumps(found).encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as source:
+        data = source.read()
+    os.waitpid(pid, 0)
+    result: dict[str, str] = json.loads(data)
+    return result
+
+
+def test_a_child_may_only_signal_itself_and_never_change_uid_fork_or_exec() -> None:
+    found = _probe_in_filtered_child(os.getpid())
+    allowed = {"thread", "kill self", "sigqueue self"}
+    assert {name for name, outcome in found.items() if outcome == "allowed"} == allowed, found
+    for name in found.keys() - allowed:
+        assert found[name] == "denied", (name, found[name])
