@@ -199,8 +199,8 @@ class ZygoteRunner:
             channel = zygote.spares.pop(pid)
             zygote.exits[pid] = loop.create_future()
             try:
-                # "took" first: the zygote forks a replacement and, reading it before the
-                # child's exit, never takes the child for a spare that died unassigned.
+                # "took" first: the zygote forks a replacement, and having read it before
+                # the child's exit, does not take the child for a spare that died unassigned.
                 self._send(zygote, {"op": "took", "pid": pid})
                 socket.send_fds(channel, [data], fds)
             except SandboxFailure:

@@ -47,7 +47,7 @@ def _probe_in_filtered_child(other: int) -> dict[str, str]:
             os.close(read_fd)
             seccomp.install_common(compiled)
             me = os.getpid()
-            seccomp.install_child(compiled, me)
+            seccomp.install_child(seccomp.child_program(compiled, me))
             threads: list[int] = []
             worker = threading.Thread(target=lambda: threads.append(1))
             worker.start()

@@ -117,8 +117,9 @@ def _read_request(fd: int) -> dict[str, Any]:
     return request
 
 
-def _prepare(config: dict[str, Any], channel: int) -> None:
-    """The job-independent layers, applied while the spare waits."""
+def _prepare(config: dict[str, Any], channel: int) -> bytes | None:
+    """The job-independent layers, applied while the spare waits; returns this child's
+    seccomp program, built now and loaded once the job has switched the uid."""
     os.setsid()
     ruleset = config.get("landlock_ruleset")
     _close_fds_except({0, 1, 2, channel, *([ruleset] if ruleset is not None else [])})
@@ -128,6 +129,10 @@ def _prepare(config: dict[str, Any], channel: int) -> None:
         landlock.enforce(ruleset)
     if ruleset is not None:
         os.close(ruleset)
+    compiled = config.get("seccomp_filter")
+    if config["layers"].get("seccomp") and compiled is not None:
+        return seccomp.child_program(compiled, os.getpid())
+    return None
 
 
 def _await_assignment(channel: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
@@ -148,8 +153,9 @@ def serve_one(config: dict[str, Any], channel: socket.socket) -> NoReturn:
     """A spare's whole life: prepare, wait for one job, run it, exit with ``os._exit``."""
     code = 70
     try:
+        program: bytes | None = None
         try:
-            _prepare(config, channel.fileno())
+            program = _prepare(config, channel.fileno())
             unprepared: BaseException | None = None
         except Exception as exc:  # noqa: BLE001 - reported to the job's log, where someone reads it
             unprepared = exc
@@ -166,10 +172,9 @@ def serve_one(config: dict[str, Any], channel: socket.socket) -> NoReturn:
         _drop_privileges(assignment.get("uid"), assignment.get("gid"))
         _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)  # a uid change resets it to fs.suid_dumpable
         request = _read_request(request_fd)
-        compiled = config.get("seccomp_filter")
-        if config["layers"].get("seccomp") and compiled is not None:
-            seccomp.install_child(compiled, os.getpid())
-        egress.install(egress.EgressPolicy.parse(config["egress_allow"]))
+        if program is not None:
+            seccomp.install_child(program)
+        egress.install(config["egress_policy"])
         started = time.perf_counter()
         envelope = _run_widget(request)
         envelope["elapsed_s"] = time.perf_counter() - started

@@ -171,6 +171,6 @@ def install_common(compiled: CompiledFilter) -> None:
     _load(compiled.common)
 
 
-def install_child(compiled: CompiledFilter, own_pid: int) -> None:
-    """Load the child filter (after no_new_privs and the uid switch); it cannot be undone."""
-    _load(child_program(compiled, own_pid))
+def install_child(program: bytes) -> None:
+    """Load a ``child_program`` (after no_new_privs and the uid switch); it cannot be undone."""
+    _load(program)

@@ -35,7 +35,7 @@ import sys
 import time
 from typing import Any
 
-from executor.sandbox import child, landlock, seccomp
+from executor.sandbox import child, egress, landlock, seccomp
 from executor.sandbox.runtime import preload
 
 _MAX_MESSAGE = 64 * 1024
@@ -169,6 +169,7 @@ def main() -> None:
     config: dict[str, Any] = json.loads(sys.stdin.readline())
     preload(config.get("extra_ca_file"))
     config["layers"] = probe_layers()
+    config["egress_policy"] = egress.EgressPolicy.parse(config["egress_allow"])
     if config["layers"]["landlock"]:
         config["landlock_ruleset"] = landlock.build_ruleset(config["read_only_paths"], config["connect_ports"])
     if config["layers"]["seccomp"]:
