@@ -1,19 +1,30 @@
-"""End-to-end benchmark: ``conversation.opened`` in, ``sidebar.ready`` out.
+"""End-to-end benchmark of the product: ``conversation.opened`` in, ``sidebar.widget`` cards
+and ``sidebar.ready`` out.
 
-By default it starts its own stack on loopback (mock API, store, orchestrator,
-executor) against RABBITMQ_URL and MONGODB_URL with a throw-away
-MONGODB_DATABASE, so ``make bench`` is one command; ``--no-start`` measures a
-stack that is already running (``make run``). It creates a business whose
-widgets each make one HTTP call to the mock API, publishes ``--events``
-``conversation.opened`` events straight onto the ``sidebar`` exchange with
-``--concurrency`` in flight (optionally paced by ``--rate``), and times each one
-until the ``sidebar.ready`` carrying its ``trigger_event_id`` arrives.
+By default it starts its own stack on loopback (the workload's upstream, store,
+orchestrator, executor) against RABBITMQ_URL and MONGODB_URL in a throw-away vhost and
+MONGODB_DATABASE, so ``make bench`` is one command; ``--no-start`` measures a running stack.
+It talks to the system only through its external contracts: the store's HTTP API to create
+businesses, widgets and conversations; ``conversation.opened`` published on the ``sidebar``
+exchange; ``sidebar.ready.*`` and ``sidebar.widget.*`` received from it; the metrics endpoints.
 
-Prints machine facts and latency percentiles, and writes the same as JSON to
-``benchmarks/results/e2e-<timestamp>.json``. The whole run is bounded by
-``--timeout``. Executor concurrency is whatever EXECUTOR_CONCURRENCY says.
+Scenarios (``--scenarios``, comma-separated):
+
+- ``throughput``: ``--events`` events, ``--concurrency`` awaiting their sidebar at once, on a
+  business whose ``--widgets`` widgets each make one HTTP GET (``benchmarks/workload.py``).
+  Reads ``orchestrator_db_commands_total`` and ``store_db_commands_total`` before and after
+  and reports database commands per sidebar.
+- ``idle``: the demo's four example widgets, ``--idle-events`` one at a time; sidebar
+  arrival minus the slowest widget's ``duration_ms``, first card minus the fastest one's.
+- ``open-loop``: each widget's endpoint answers after 50-200 ms, events open at
+  ``--open-rate`` per second for ``--open-duration`` s; time to the first card and to the
+  complete sidebar.
+
+Writes JSON to ``--output`` (default ``benchmarks/results/e2e-<timestamp>.json``). The whole
+run is bounded by ``--timeout``.
 
     .venv/bin/python benchmarks/e2e.py --events 200 --concurrency 10
+    .venv/bin/python benchmarks/e2e.py --scenarios throughput,idle,open-loop --open-rate 20 --open-duration 60
 """
 
 from __future__ import annotations
@@ -21,111 +32,63 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
-import platform
 import secrets
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
-import uuid
-from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+
+if __package__ in (None, ""):  # run as a file: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aio_pika
 import httpx
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractIncomingMessage
-from pymongo import MongoClient
-from pymongo.errors import PyMongoError
+from aio_pika.abc import AbstractExchange
+from prometheus_client.parser import text_string_to_metric_families
 
-from shared.contracts.events import CONVERSATION_OPENED, SCHEMA_VERSION
-from shared.topology import (
-    CONVERSATION_OPENED_KEY,
-    CONVERSATION_OPENED_QUEUE,
-    EXCHANGE,
-    WIDGET_JOBS_QUEUE,
-    WIDGET_RESULTS_QUEUE,
-    sidebar_ready_pattern,
+from benchmarks.harness import (
+    DEFAULT_MONGODB_URL,
+    DEFAULT_RABBITMQ_URL,
+    LOCAL_LOGS,
+    LOOPBACK,
+    PYTHON,
+    RESULTS_DIR,
+    BenchmarkError,
+    Process,
+    drop_database,
+    free_port,
+    isolated_vhost,
+    machine_facts,
+    relative,
+    start_process,
+    stop_process,
+    wait_http,
+    write_report,
 )
+from benchmarks.load import Outcome, Submit, Watch, closed_loop, open_loop, watch_sidebars
+from benchmarks.workload import (
+    REALISTIC_FIRST,
+    THROUGHPUT_FIRST,
+    BenchWidget,
+    bench_widgets,
+    realistic_delays,
+    stats_ms,
+)
+from demo.examples import EXAMPLES, load_example
+from shared.contracts.events import CONVERSATION_OPENED, SCHEMA_VERSION
+from shared.topology import CONVERSATION_OPENED_KEY, EXCHANGE
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS_DIR = ROOT / "benchmarks" / "results"
-LOCAL_LOGS = ROOT / ".local" / "logs"
-PYTHON = sys.executable
-LOOPBACK = "127.0.0.1"
 DEV_ADMIN_KEY = "dev-admin-key-change-me"  # scripts/run.sh's default, for --no-start against `make run`
 STARTUP_TIMEOUT_S = 90.0
-# Beyond --timeout, time to stop the stack it started (services drain on SIGTERM).
+PROBE_WAIT_S = 3.0
 CLEANUP_GRACE_S = 60.0
-DEFAULT_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
-DEFAULT_MONGODB_URL = "mongodb://127.0.0.1:27017/"
-
-WIDGET_CODE = """\
-import requests
-
-def get_sidebar_data(context):
-    response = requests.get(
-        "{api_base}/customers",
-        params={{"email": context["customer"]["email"]}},
-        headers={{"Authorization": "Bearer API_KEY"}},
-        timeout=10,
-    )
-    response.raise_for_status()
-    account = response.json()
-    return {{
-        "title": "Bench {n}",
-        "items": [{{
-            "title": account["name"],
-            "badge": {{"text": account["tier"], "color": "green"}},
-            "sections": [{{"title": "Account", "fields": {{"Tier": account["tier"], "LTV": account["ltv"]}}}}],
-        }}],
-    }}
-"""
-
-
-class BenchmarkError(Exception):
-    """The benchmark cannot run; the message says why."""
-
-
-# --- machine facts and statistics -----------------------------------------------------------
-
-
-def _read_first(path: str, prefix: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8") as lines:
-            for line in lines:
-                if line.startswith(prefix):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        return None
-    return None
-
-
-def machine_facts(executor_concurrency: str) -> dict[str, Any]:
-    memory_kb = _read_first("/proc/meminfo", "MemTotal")
-    return {
-        "cpu_model": _read_first("/proc/cpuinfo", "model name") or platform.processor() or "unknown",
-        "cpu_count": os.cpu_count(),
-        "memory_gib": round(int(memory_kb.split()[0]) / 1024 / 1024, 1) if memory_kb else None,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "executor_concurrency": executor_concurrency,
-    }
-
-
-def percentile(sorted_values: list[float], p: float) -> float:
-    """Nearest-rank percentile of an ascending list."""
-    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
+SCENARIOS = ("throughput", "idle", "open-loop")
+DB_COMMAND_METRICS = {"orchestrator": "orchestrator_db_commands_total", "store": "store_db_commands_total"}
 
 
 # --- the stack under test ---------------------------------------------------------------------
@@ -134,49 +97,9 @@ def percentile(sorted_values: list[float], p: float) -> float:
 @dataclass(frozen=True)
 class Endpoints:
     store_url: str
-    mock_api_url: str
+    upstream_url: str
     admin_key: str
-
-
-@dataclass
-class Process:
-    name: str
-    proc: asyncio.subprocess.Process
-    log: Path
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log.read_text(encoding="utf-8", errors="replace").splitlines()
-        except OSError:
-            return ""
-        return "\n".join(text[-lines:])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
-async def start_process(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Process:
-    log = log_dir / f"{name}.log"
-    with log.open("wb") as out:
-        # Own session: a Ctrl-C reaches only the benchmark, which stops the stack in order.
-        proc = await asyncio.create_subprocess_exec(
-            *args, cwd=ROOT, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
-        )
-    return Process(name, proc, log)
-
-
-async def stop_process(process: Process, grace_s: float = 40.0) -> None:
-    if process.proc.returncode is not None:
-        return
-    process.proc.send_signal(signal.SIGTERM)
-    try:
-        await asyncio.wait_for(process.proc.wait(), grace_s)
-    except TimeoutError:
-        process.proc.kill()
-        await process.proc.wait()
+    metrics: dict[str, str]  # service -> its /metrics URL
 
 
 def stack_env(amqp_url: str, database: str, admin_key: str, ports: dict[str, int]) -> dict[str, str]:
@@ -189,53 +112,17 @@ def stack_env(amqp_url: str, database: str, admin_key: str, ports: dict[str, int
         "STORE_PORT": str(ports["store"]),
         "ORCHESTRATOR_METRICS_PORT": str(ports["orchestrator"]),
         "EXECUTOR_METRICS_PORT": str(ports["executor"]),
-        # The sandbox blocks loopback addresses; the benchmark's mock API is allow-listed.
-        "EXECUTOR_EGRESS_ALLOW": f"{LOOPBACK}:{ports['mock']}",
+        # The sandbox blocks loopback addresses; the benchmark's upstream is allow-listed.
+        "EXECUTOR_EGRESS_ALLOW": f"{LOOPBACK}:{ports['upstream']}",
         "METRICS_HOST": LOOPBACK,
     }
 
 
-async def wait_until_serving(processes: list[Process], http_urls: list[str], amqp: AbstractConnection) -> None:
-    """Until every URL answers and orchestrator and executor consume; fail fast if a process exits."""
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    async with httpx.AsyncClient(timeout=2.0) as client:
-        while True:
-            for process in processes:
-                if process.proc.returncode is not None:
-                    raise BenchmarkError(f"{process.name} exited during start-up; last log lines:\n{process.tail()}")
-            if await _all_answer(client, http_urls) and await _consumed(amqp):
-                return
-            if time.monotonic() > deadline:
-                tails = "\n".join(f"--- {p.name} ({p.log}) ---\n{p.tail(10)}" for p in processes)
-                raise BenchmarkError(f"the stack did not come up within {STARTUP_TIMEOUT_S:.0f}s:\n{tails}")
-            await asyncio.sleep(0.3)
-
-
-async def _all_answer(client: httpx.AsyncClient, urls: list[str]) -> bool:
-    for url in urls:
-        try:
-            if not (await client.get(url)).is_success:
-                return False
-        except httpx.HTTPError:
-            return False
-    return True
-
-
-async def consumer_count(amqp: AbstractConnection, queue: str) -> int | None:
-    """Consumers on a queue, or None if it does not exist (a failed passive declare closes the channel)."""
-    try:
-        async with amqp.channel() as channel:
-            declared = await channel.declare_queue(queue, passive=True)
-            return int(declared.declaration_result.consumer_count or 0)
-    except aio_pika.exceptions.ChannelClosed:
-        return None
-
-
-async def _consumed(amqp: AbstractConnection) -> bool:
-    for queue in (CONVERSATION_OPENED_QUEUE, WIDGET_RESULTS_QUEUE, WIDGET_JOBS_QUEUE):
-        if not await consumer_count(amqp, queue):
-            return False
-    return True
+def upstream_command(port: int, delays: dict[str, float]) -> list[str]:
+    args = [PYTHON, "benchmarks/workload.py", "upstream", "--host", LOOPBACK, "--port", str(port)]
+    for prefix, seconds in delays.items():
+        args += ["--delay", f"{prefix}={seconds}"]
+    return args
 
 
 def executor_concurrency_from_log(executor: Process) -> str:
@@ -245,91 +132,50 @@ def executor_concurrency_from_log(executor: Process) -> str:
     return os.environ.get("EXECUTOR_CONCURRENCY", "unknown")
 
 
-def rabbitmqctl(*args: str) -> bool:
-    executable = shutil.which("rabbitmqctl")
-    if executable is None:
-        return False
-    result = subprocess.run([executable, *args], capture_output=True, text=True, timeout=60, check=False)
-    return result.returncode == 0
-
-
-@asynccontextmanager
-async def isolated_vhost(base_url: str, stamp: str) -> AsyncIterator[str]:
-    """A throw-away vhost, so a running `make run` stack neither sees nor steals benchmark events.
-    Without a local rabbitmqctl, the configured vhost is used as it is."""
-    vhost = f"sidebar-bench-{stamp}-{secrets.token_hex(3)}"
-    parts = urlsplit(base_url)
-    created = await asyncio.to_thread(rabbitmqctl, "add_vhost", vhost)
-    if not created:
-        print("note: rabbitmqctl could not add a vhost; using the configured one", flush=True)
-        yield base_url
-        return
-    try:
-        await asyncio.to_thread(
-            rabbitmqctl, "set_permissions", "-p", vhost, parts.username or "guest", ".*", ".*", ".*"
-        )
-        yield urlunsplit((parts.scheme, parts.netloc, "/" + quote(vhost, safe=""), parts.query, ""))
-    finally:
-        await asyncio.to_thread(rabbitmqctl, "delete_vhost", vhost)
-
-
 @asynccontextmanager
 async def started_stack(
-    amqp: AbstractConnection, amqp_url: str, stamp: str, facts: dict[str, Any]
+    amqp_url: str, stamp: str, args: argparse.Namespace, facts: dict[str, Any]
 ) -> AsyncIterator[Endpoints]:
-    """Mock API, store, orchestrator and executor on free loopback ports, against a fresh database."""
-    if await consumer_count(amqp, CONVERSATION_OPENED_QUEUE):
-        raise BenchmarkError(
-            f"another orchestrator already consumes {CONVERSATION_OPENED_QUEUE} (is `make run` running?); "
-            "it would take events for a business its database does not know. Stop it, or pass --no-start."
-        )
-    ports = {name: free_port() for name in ("mock", "store", "orchestrator", "executor")}
+    """Upstream, store, orchestrator and executor on free loopback ports, against a fresh database."""
+    ports = {name: free_port() for name in ("upstream", "store", "orchestrator", "executor")}
     database = f"bench_{stamp}_{secrets.token_hex(3)}"
     admin_key = os.environ.get("STORE_ADMIN_KEY") or secrets.token_urlsafe(24)
     env = stack_env(amqp_url, database, admin_key, ports)
     log_dir = LOCAL_LOGS / f"bench-{stamp}"
     log_dir.mkdir(parents=True, exist_ok=True)
     commands = {
-        "mock-api": [PYTHON, "demo/mock_api.py", "--port", str(ports["mock"]), "--quiet"],
+        "upstream": upstream_command(ports["upstream"], realistic_delays(realistic_widgets(args.widgets))),
         "store": [PYTHON, "-m", "store"],
         "orchestrator": [PYTHON, "-m", "orchestrator"],
         "executor": [PYTHON, "-m", "executor"],
     }
     processes: list[Process] = []
     try:
-        for name, args in commands.items():
-            processes.append(await start_process(name, args, env, log_dir))
-        endpoints = Endpoints(f"http://{LOOPBACK}:{ports['store']}", f"http://{LOOPBACK}:{ports['mock']}", admin_key)
-        await wait_until_serving(
-            processes, [f"{endpoints.mock_api_url}/healthz", f"{endpoints.store_url}/healthz"], amqp
+        for name, command in commands.items():
+            processes.append(await start_process(name, command, env, log_dir))
+        endpoints = Endpoints(
+            f"http://{LOOPBACK}:{ports['store']}",
+            f"http://{LOOPBACK}:{ports['upstream']}",
+            admin_key,
+            {
+                "orchestrator": f"http://{LOOPBACK}:{ports['orchestrator']}/metrics",
+                "store": f"http://{LOOPBACK}:{ports['store']}/metrics",
+            },
         )
-        facts["executor_concurrency"] = executor_concurrency_from_log(processes[-1])
-        print(f"stack up: database {database}, logs in {log_dir.relative_to(ROOT)}", flush=True)
+        await wait_http(
+            [f"{endpoints.upstream_url}/healthz", f"{endpoints.store_url}/healthz"], processes, STARTUP_TIMEOUT_S
+        )
+        print(f"stack up: database {database}, logs in {relative(log_dir)}", flush=True)
         yield endpoints
     finally:
+        if processes:
+            facts["executor_concurrency"] = executor_concurrency_from_log(processes[-1])
         for process in reversed(processes):
             await stop_process(process)
         await asyncio.to_thread(drop_database, env.get("MONGODB_URL", DEFAULT_MONGODB_URL), database)
 
 
-def drop_database(url: str, database: str) -> None:
-    try:
-        client: MongoClient[dict[str, Any]]
-        with MongoClient(url, serverSelectionTimeoutMS=5000) as client:
-            client.drop_database(database)
-    except PyMongoError as exc:
-        print(f"e2e: warning: could not drop database {database}: {exc}", file=sys.stderr)
-
-
-@asynccontextmanager
-async def attached_stack(amqp: AbstractConnection, args: argparse.Namespace) -> AsyncIterator[Endpoints]:
-    for queue in (CONVERSATION_OPENED_QUEUE, WIDGET_JOBS_QUEUE):
-        if not await consumer_count(amqp, queue):
-            raise BenchmarkError(f"nothing consumes {queue}; start the stack (`make run`) or drop --no-start")
-    yield Endpoints(args.store.rstrip("/"), args.mock_api.rstrip("/"), args.admin_key or DEV_ADMIN_KEY)
-
-
-# --- the benchmark business -------------------------------------------------------------------
+# --- businesses -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -337,6 +183,7 @@ class Target:
     business_id: str
     conversation_id: str
     widget_ids: list[str]
+    key: str
 
 
 async def _call(client: httpx.AsyncClient, method: str, path: str, key: str, body: Any = None) -> httpx.Response:
@@ -347,111 +194,48 @@ async def _call(client: httpx.AsyncClient, method: str, path: str, key: str, bod
 
 
 async def create_target(
-    client: httpx.AsyncClient, endpoints: Endpoints, stamp: str, widgets: int
-) -> tuple[Target, str]:
-    business_id = f"bench-{stamp}-{secrets.token_hex(3)}"
+    client: httpx.AsyncClient, admin_key: str, label: str, widgets: Sequence[tuple[str, str, str, int]]
+) -> Target:
+    """A business with one customer, one conversation and ``widgets`` (id, name, code, position)."""
+    business_id = f"bench-{label}-{secrets.token_hex(3)}"
     created = await _call(
-        client, "POST", "/v1/businesses", endpoints.admin_key, {"business_id": business_id, "name": "E2E benchmark"}
+        client, "POST", "/v1/businesses", admin_key, {"business_id": business_id, "name": "E2E benchmark"}
     )
     key = str(created.json()["api_key"])
     base = f"/v1/businesses/{business_id}"
     await _call(client, "PUT", f"{base}/customers/bench-customer", key, {"email": "jane@example.com"})
     await _call(client, "PUT", f"{base}/conversations/conv-bench", key, {"customer_id": "bench-customer"})
-    widget_ids = [f"bench-{n}" for n in range(1, widgets + 1)]
-    for n, widget_id in enumerate(widget_ids, start=1):
-        code = WIDGET_CODE.format(api_base=endpoints.mock_api_url, n=n)
-        body = {"widget_id": widget_id, "name": f"Bench {n}", "code": code, "position": n, "timeout_s": 10}
+    for widget_id, name, code, position in widgets:
+        body = {"widget_id": widget_id, "name": name, "code": code, "position": position, "timeout_s": 10}
         await _call(client, "POST", f"{base}/widgets", key, body)
-    return Target(business_id, "conv-bench", widget_ids), key
+    return Target(business_id, "conv-bench", [w[0] for w in widgets], key)
 
 
-async def remove_widgets(client: httpx.AsyncClient, target: Target, key: str) -> None:
+def bench_specs(widgets: Sequence[BenchWidget], api_base: str) -> list[tuple[str, str, str, int]]:
+    return [(w.widget_id, w.name, w.code(api_base), w.position) for w in widgets]
+
+
+def realistic_widgets(count: int) -> list[BenchWidget]:
+    return bench_widgets(count, REALISTIC_FIRST)
+
+
+async def remove_widgets(client: httpx.AsyncClient, target: Target) -> None:
     """The store has no business deletion; removing the widgets leaves nothing that runs."""
     for widget_id in target.widget_ids:
-        await _call(client, "DELETE", f"/v1/businesses/{target.business_id}/widgets/{widget_id}", key)
+        await _call(client, "DELETE", f"/v1/businesses/{target.business_id}/widgets/{widget_id}", target.key)
 
 
-# --- load -------------------------------------------------------------------------------------
+# --- events and metrics -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Arrival:
-    at: float
-    sidebar: dict[str, Any]
-
-
-@dataclass
-class Sidebars:
-    """The ``sidebar.ready`` subscription: hands each sidebar to the event awaiting its ``trigger_event_id``."""
-
-    waiting: dict[str, asyncio.Future[Arrival]] = field(default_factory=dict)
-
-    async def on_message(self, message: AbstractIncomingMessage) -> None:
-        arrived = time.perf_counter()
-        body = json.loads(message.body)
-        future = self.waiting.get(body.get("trigger_event_id", ""))
-        if future is not None and not future.done():
-            future.set_result(Arrival(arrived, body))
-
-    def expect(self, event_id: str) -> asyncio.Future[Arrival]:
-        future: asyncio.Future[Arrival] = asyncio.get_running_loop().create_future()
-        self.waiting[event_id] = future
-        return future
-
-    def forget(self, event_id: str) -> None:
-        del self.waiting[event_id]
-
-
-async def subscribe(channel: AbstractChannel, target: Target) -> Sidebars:
-    sidebars = Sidebars()
-    exchange = await channel.get_exchange(EXCHANGE)
-    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-    await queue.bind(exchange, routing_key=sidebar_ready_pattern(target.business_id, "#"))
-    await queue.consume(sidebars.on_message, no_ack=True)
-    return sidebars
-
-
-@dataclass
-class Tracker:
-    """What one load run measured."""
-
-    expected_widgets: int
-    latencies_ms: list[float] = field(default_factory=list)
-    all_ok: int = 0
-    publish_errors: Counter[str] = field(default_factory=Counter)
-    statuses: Counter[str] = field(default_factory=Counter)
-    first_publish: float | None = None
-    last_arrival: float | None = None
-
-    def published(self, at: float) -> None:
-        self.first_publish = min(self.first_publish or at, at)
-
-    def record(self, published: float, arrival: Arrival) -> None:
-        self.latencies_ms.append((arrival.at - published) * 1000)
-        self.last_arrival = max(self.last_arrival or arrival.at, arrival.at)
-        widgets = arrival.sidebar["widgets"]
-        self.statuses.update(w["status"] for w in widgets)
-        if len(widgets) == self.expected_widgets and all(w["status"] == "ok" for w in widgets):
-            self.all_ok += 1
-
-
-@dataclass(frozen=True)
-class Load:
-    exchange: AbstractExchange
-    sidebars: Sidebars
-    target: Target
-    deadline: float
-
-
-def opened_event(target: Target) -> tuple[str, aio_pika.Message]:
-    event_id = uuid.uuid4().hex
+def opened_message(target: Target, event_id: str) -> aio_pika.Message:
     body = {
         "event_id": event_id,
         "business_id": target.business_id,
         "conversation_id": target.conversation_id,
         "occurred_at": datetime.now(UTC).isoformat(),
     }
-    message = aio_pika.Message(
+    return aio_pika.Message(
         json.dumps(body).encode(),
         content_type="application/json",
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
@@ -459,162 +243,266 @@ def opened_event(target: Target) -> tuple[str, aio_pika.Message]:
         type=CONVERSATION_OPENED,
         headers={"schema_version": SCHEMA_VERSION},
     )
-    return event_id, message
 
 
-async def one_event(load: Load, tracker: Tracker) -> None:
-    """Publish one event (confirmed) and wait, until the deadline, for its sidebar."""
-    event_id, message = opened_event(load.target)
-    arrival = load.sidebars.expect(event_id)
-    published = time.perf_counter()
-    tracker.published(published)
+def publisher(exchange: AbstractExchange, target: Target) -> Submit:
+    async def submit(event_id: str) -> None:
+        await exchange.publish(opened_message(target, event_id), routing_key=CONVERSATION_OPENED_KEY, mandatory=True)
+
+    return submit
+
+
+async def until_serving(watch: Watch, submit: Submit, deadline: float) -> None:
+    """Publish probes until one gets its sidebar: the stack then consumes, end to end."""
+    while True:
+        probe = await closed_loop(watch, submit, 1, 1, min(deadline, time.monotonic() + PROBE_WAIT_S))
+        if probe.timings:
+            return
+        if time.monotonic() >= deadline:
+            raise BenchmarkError(
+                f"no sidebar for a probe event within {STARTUP_TIMEOUT_S:.0f}s; errors {dict(probe.errors)}"
+            )
+        await asyncio.sleep(0.5)
+
+
+async def db_commands(client: httpx.AsyncClient, url: str, sample: str) -> dict[str, float] | None:
+    """``sample``'s value per ``command`` label, or None when the endpoint or the metric is absent."""
     try:
-        await load.exchange.publish(message, routing_key=CONVERSATION_OPENED_KEY, mandatory=True)
-        tracker.record(published, await asyncio.wait_for(arrival, max(0.0, load.deadline - time.monotonic())))
-    except TimeoutError:
-        pass
-    except (aio_pika.exceptions.AMQPError, ConnectionError) as exc:
-        tracker.publish_errors[f"{type(exc).__name__}: {exc}"] += 1
-    finally:
-        load.sidebars.forget(event_id)
+        response = await client.get(url)
+    except httpx.HTTPError:
+        return None
+    if not response.is_success:
+        return None
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(response.text):
+        for s in family.samples:
+            if s.name == sample:
+                command = s.labels.get("command", "")
+                counts[command] = counts.get(command, 0.0) + s.value
+    return counts or None
 
 
-async def run_load(load: Load, tracker: Tracker, events: int, concurrency: int, rate: float) -> None:
-    """Publish ``events`` with at most ``concurrency`` awaiting their sidebar; ``rate`` > 0 paces the starts."""
-    slots = asyncio.Semaphore(concurrency)
-    started = time.monotonic()
-
-    async def guarded() -> None:
-        try:
-            await one_event(load, tracker)
-        finally:
-            slots.release()
-
-    async with asyncio.TaskGroup() as tasks:
-        for i in range(events):
-            if rate > 0:
-                await asyncio.sleep(max(0.0, started + i / rate - time.monotonic()))
-            await slots.acquire()
-            if time.monotonic() >= load.deadline:
-                slots.release()
-                break
-            tasks.create_task(guarded())
+async def read_db_commands(endpoints: Endpoints) -> dict[str, dict[str, float] | None]:
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        return {
+            service: await db_commands(client, endpoints.metrics[service], sample)
+            for service, sample in DB_COMMAND_METRICS.items()
+        }
 
 
-# --- report -----------------------------------------------------------------------------------
+def per_sidebar(
+    before: dict[str, dict[str, float] | None], after: dict[str, dict[str, float] | None], sidebars: int
+) -> dict[str, dict[str, float] | None]:
+    """Commands per sidebar by service and command, with ``total``; None where the metric is absent."""
+    result: dict[str, dict[str, float] | None] = {}
+    for service in DB_COMMAND_METRICS:
+        old, new = before.get(service), after.get(service)
+        if new is None or sidebars == 0:
+            result[service] = None
+            continue
+        old = old or {}
+        deltas = {command: (value - old.get(command, 0.0)) / sidebars for command, value in new.items()}
+        per = {command: round(value, 2) for command, value in sorted(deltas.items()) if value > 0}
+        per["total"] = round(sum(deltas.values()), 2)
+        result[service] = per
+    return result
 
 
-def summarize(tracker: Tracker, args: argparse.Namespace, facts: dict[str, Any], mode: str) -> dict[str, Any]:
-    latencies = sorted(tracker.latencies_ms)
-    completed = len(latencies)
-    elapsed = (tracker.last_arrival or 0.0) - (tracker.first_publish or 0.0)
-    return {
-        "benchmark": "e2e",
-        "finished_at": datetime.now(UTC).isoformat(),
-        "machine": facts,
-        "config": {
-            "mode": mode,
-            "events": args.events,
-            "warmup": args.warmup,
-            "concurrency": args.concurrency,
-            "rate_per_s": args.rate or None,
-            "widgets": args.widgets,
-            "timeout_s": args.timeout,
-        },
-        "results": {
-            "completed": completed,
-            "missing": args.events - completed,
-            "all_widgets_ok": tracker.all_ok,
-            "publish_errors": dict(tracker.publish_errors),
-            "widget_statuses": dict(tracker.statuses),
-            "latency_ms": {
-                name: round(percentile(latencies, p), 1) if latencies else None
-                for name, p in (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))
-            },
-            "duration_s": round(elapsed, 3),
-            "sidebars_per_s": round(completed / elapsed, 1) if elapsed > 0 else None,
-        },
+# --- scenarios --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bench:
+    client: httpx.AsyncClient
+    endpoints: Endpoints
+    channel: aio_pika.abc.AbstractChannel
+    exchange: AbstractExchange
+    args: argparse.Namespace
+    deadline: float
+    cleanup: AsyncExitStack
+
+    async def target(self, label: str, widgets: Sequence[tuple[str, str, str, int]]) -> tuple[Target, Watch, Submit]:
+        target = await create_target(self.client, self.endpoints.admin_key, label, widgets)
+        if not self.args.start:
+            self.cleanup.push_async_callback(remove_widgets, self.client, target)
+        watch = await watch_sidebars(self.channel, self.exchange, target.business_id)
+        submit = publisher(self.exchange, target)
+        await until_serving(watch, submit, min(self.deadline, time.monotonic() + STARTUP_TIMEOUT_S))
+        return target, watch, submit
+
+
+async def throughput(bench: Bench) -> dict[str, Any]:
+    args = bench.args
+    widgets = bench_widgets(args.widgets, THROUGHPUT_FIRST)
+    _, watch, submit = await bench.target("throughput", bench_specs(widgets, bench.endpoints.upstream_url))
+    if args.warmup:
+        await closed_loop(watch, submit, args.warmup, args.concurrency, bench.deadline)
+    before = await read_db_commands(bench.endpoints)
+    outcome = await closed_loop(watch, submit, args.events, args.concurrency, bench.deadline)
+    # Sidebars are published after their writes, so the counters are complete once they arrive.
+    after = await read_db_commands(bench.endpoints)
+    summary = outcome.summary(len(widgets))
+    summary["db_commands_per_sidebar"] = per_sidebar(before, after, len(outcome.timings))
+    summary["config"] = {"events": args.events, "concurrency": args.concurrency, "widgets": len(widgets)}
+    return summary
+
+
+def idle_summary(outcome: Outcome) -> dict[str, Any]:
+    """Arrival over the slowest widget's ``duration_ms``, and first card over the fastest's."""
+    over_slowest, over_fastest = [], []
+    for timing in outcome.timings:
+        durations = timing.durations_ms()
+        if not durations:
+            continue
+        over_slowest.append(timing.complete_ms() - max(durations))
+        first = timing.first_card_ms()
+        if first is not None:
+            over_fastest.append(first - min(durations))
+    summary = outcome.summary(len(EXAMPLES))
+    summary["ready_over_slowest_ms"] = stats_ms(over_slowest)
+    summary["first_card_over_fastest_ms"] = stats_ms(over_fastest) if over_fastest else None
+    summary["widget_duration_ms"] = stats_ms([d for t in outcome.timings for d in t.durations_ms()])
+    return summary
+
+
+async def idle(bench: Bench) -> dict[str, Any]:
+    api = bench.endpoints.upstream_url
+    specs = [(e.widget_id, e.name, load_example(e.widget_id, api), e.position) for e in EXAMPLES]
+    _, watch, submit = await bench.target("idle", specs)
+    await closed_loop(watch, submit, 2, 1, bench.deadline)
+    summary = idle_summary(await closed_loop(watch, submit, bench.args.idle_events, 1, bench.deadline))
+    summary["config"] = {"events": bench.args.idle_events, "widgets": [e.widget_id for e in EXAMPLES]}
+    return summary
+
+
+async def realistic(bench: Bench) -> dict[str, Any]:
+    args = bench.args
+    widgets = realistic_widgets(args.widgets)
+    delays = realistic_delays(widgets)
+    _, watch, submit = await bench.target("open-loop", bench_specs(widgets, bench.endpoints.upstream_url))
+    await closed_loop(watch, submit, 2, 1, bench.deadline)
+    outcome = await open_loop(watch, submit, args.open_rate, args.open_duration, bench.deadline, args.open_drain)
+    return realistic_summary(outcome, len(widgets), delays, args)
+
+
+def realistic_summary(
+    outcome: Outcome, widgets: int, delays: dict[str, float], args: argparse.Namespace
+) -> dict[str, Any]:
+    summary = outcome.summary(widgets)
+    summary["floor_ms"] = {"first_card": min(delays.values()) * 1000, "complete": max(delays.values()) * 1000}
+    summary["config"] = {
+        "rate_per_s": args.open_rate,
+        "duration_s": args.open_duration,
+        "drain_s": args.open_drain,
+        "widget_delays_ms": {k: round(v * 1000, 1) for k, v in delays.items()},
     }
-
-
-def print_report(report: dict[str, Any]) -> None:
-    machine, config, results = report["machine"], report["config"], report["results"]
-    latency = results["latency_ms"]
-    print(f"machine:     {machine['cpu_model']}, {machine['cpu_count']} cores, {machine['memory_gib']} GiB")
-    print(f"python:      {machine['python']} on {machine['platform']}")
-    print(f"executor:    concurrency {machine['executor_concurrency']}")
-    print(
-        f"load:        {config['events']} events, {config['widgets']} widgets each, concurrency {config['concurrency']}"
-        + (f", rate {config['rate_per_s']}/s" if config["rate_per_s"] else ", as fast as possible")
-    )
-    print(
-        f"completed:   {results['completed']} (missing {results['missing']}), "
-        f"all widgets ok: {results['all_widgets_ok']}, publish errors: {sum(results['publish_errors'].values())}"
-    )
-    print(f"latency ms:  p50 {latency['p50']}  p90 {latency['p90']}  p99 {latency['p99']}  max {latency['max']}")
-    print(f"throughput:  {results['sidebars_per_s']} sidebars/s over {results['duration_s']} s")
-
-
-def write_report(report: dict[str, Any], stamp: str) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"e2e-{stamp}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    return path
+    return summary
 
 
 # --- main -------------------------------------------------------------------------------------
 
 
+@asynccontextmanager
+async def attached_stack(args: argparse.Namespace) -> AsyncIterator[Endpoints]:
+    yield Endpoints(
+        args.store.rstrip("/"),
+        args.upstream.rstrip("/"),
+        args.admin_key or DEV_ADMIN_KEY,
+        {"orchestrator": args.orchestrator_metrics, "store": args.store.rstrip("/") + "/metrics"},
+    )
+
+
 async def benchmark(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
     deadline = time.monotonic() + args.timeout
-    facts = machine_facts(os.environ.get("EXECUTOR_CONCURRENCY", "unknown (EXECUTOR_CONCURRENCY not set)"))
+    facts: dict[str, Any] = {
+        **machine_facts(),
+        "executor_concurrency": os.environ.get("EXECUTOR_CONCURRENCY", "default"),
+    }
+    report: dict[str, Any] = {
+        "benchmark": "e2e",
+        "system": "product",
+        "machine": facts,
+        "config": {k: v for k, v in vars(args).items() if k not in ("admin_key", "output")},
+        "scenarios": {},
+    }
     async with AsyncExitStack() as stack:
         amqp_url = os.environ.get("RABBITMQ_URL", DEFAULT_RABBITMQ_URL)
         if args.start:
-            amqp_url = await stack.enter_async_context(isolated_vhost(amqp_url, stamp))
+            amqp_url = await stack.enter_async_context(isolated_vhost(amqp_url, f"e2e-{stamp}"))
+            endpoints = await stack.enter_async_context(started_stack(amqp_url, stamp, args, facts))
+        else:
+            endpoints = await stack.enter_async_context(attached_stack(args))
         amqp = await aio_pika.connect(amqp_url, timeout=30)
         stack.push_async_callback(amqp.close)
-        if args.start:
-            endpoints = await stack.enter_async_context(started_stack(amqp, amqp_url, stamp, facts))
-        else:
-            endpoints = await stack.enter_async_context(attached_stack(amqp, args))
         client = await stack.enter_async_context(httpx.AsyncClient(base_url=endpoints.store_url, timeout=30.0))
-        target, key = await create_target(client, endpoints, stamp, args.widgets)
-        if not args.start:
-            stack.push_async_callback(remove_widgets, client, target, key)
+        channel = await amqp.channel(publisher_confirms=True)
+        exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+        bench = Bench(client, endpoints, channel, exchange, args, deadline, stack)
+        for name, run in (("throughput", throughput), ("idle", idle), ("open-loop", realistic)):
+            if name in args.scenarios:
+                print(f"e2e: {name} ...", flush=True)
+                report["scenarios"][name] = await run(bench)
+    report["finished_at"] = datetime.now(UTC).isoformat()
+    return report
 
-        sidebars = await subscribe(await amqp.channel(), target)
-        exchange = await (await amqp.channel(publisher_confirms=True)).get_exchange(EXCHANGE)
-        load = Load(exchange, sidebars, target, deadline)
-        if args.warmup:
-            await run_load(load, Tracker(args.widgets), args.warmup, args.concurrency, rate=0.0)
-        tracker = Tracker(args.widgets)
-        await run_load(load, tracker, args.events, args.concurrency, args.rate)
-        return summarize(tracker, args, facts, "started" if args.start else "attached")
+
+def print_report(report: dict[str, Any]) -> None:
+    machine, scenarios = report["machine"], report["scenarios"]
+    print(f"machine:     {machine['cpu_model']}, {machine['cpu_count']} cores, {machine['memory_gib']} GiB")
+    print(f"executor:    concurrency {machine['executor_concurrency']}")
+    for name, result in scenarios.items():
+        latency = result["latency_ms"]
+        print(
+            f"{name + ':':<12} completed {result['completed']}/{result['submitted']}, "
+            f"all ok {result['all_widgets_ok']}, p50 {latency['p50']} p99 {latency['p99']} ms, "
+            f"{result['sidebars_per_s']} sidebars/s"
+        )
+        if "db_commands_per_sidebar" in result:
+            print(f"             db commands per sidebar: {result['db_commands_per_sidebar']}")
+        if "ready_over_slowest_ms" in result:
+            print(
+                f"             ready - slowest widget p50 {result['ready_over_slowest_ms']['p50']} ms, "
+                f"first card - fastest p50 {(result['first_card_over_fastest_ms'] or {}).get('p50')} ms"
+            )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--events", type=int, default=200, help="measured events (default 200)")
-    parser.add_argument("--warmup", type=int, default=5, help="unmeasured events first (default 5)")
-    parser.add_argument("--concurrency", type=int, default=10, help="events awaiting their sidebar at once")
-    parser.add_argument("--rate", type=float, default=0.0, help="events per second; 0 = as fast as possible")
-    parser.add_argument("--widgets", type=int, default=5, help="widgets per sidebar, one HTTP call each")
-    parser.add_argument("--timeout", type=float, default=300.0, help="overall bound in seconds (default 300)")
+    parser.add_argument("--scenarios", default="throughput", help=f"comma-separated, of {', '.join(SCENARIOS)}")
+    parser.add_argument("--events", type=int, default=200, help="throughput: measured events (default 200)")
+    parser.add_argument("--warmup", type=int, default=5, help="throughput: unmeasured events first (default 5)")
+    parser.add_argument("--concurrency", type=int, default=10, help="throughput: events awaiting their sidebar at once")
+    parser.add_argument("--widgets", type=int, default=5, help="widgets per sidebar, one HTTP GET each")
+    parser.add_argument("--idle-events", type=int, default=30, help="idle: sequential events (default 30)")
+    parser.add_argument("--open-rate", type=float, default=20.0, help="open-loop: events per second (default 20)")
+    parser.add_argument("--open-duration", type=float, default=60.0, help="open-loop: seconds of publishing")
+    parser.add_argument("--open-drain", type=float, default=20.0, help="open-loop: wait past the last publish")
+    parser.add_argument("--timeout", type=float, default=600.0, help="overall bound in seconds (default 600)")
+    parser.add_argument("--output", type=Path, default=None, help="results JSON (default benchmarks/results/)")
     parser.add_argument(
         "--start",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="start mock API, store, orchestrator and executor (default); --no-start uses a running stack",
+        help="start upstream, store, orchestrator and executor (default); --no-start uses a running stack",
     )
     parser.add_argument("--store", default="http://127.0.0.1:8000", help="with --no-start: the store URL")
-    parser.add_argument("--mock-api", default="http://127.0.0.1:8900", help="with --no-start: the mock API URL")
+    parser.add_argument(
+        "--upstream",
+        default="http://127.0.0.1:8901",
+        help="with --no-start: a `benchmarks/workload.py upstream` the executor may reach",
+    )
+    parser.add_argument("--orchestrator-metrics", default="http://127.0.0.1:9101/metrics", help="with --no-start")
     parser.add_argument(
         "--admin-key", default=os.environ.get("STORE_ADMIN_KEY"), help="with --no-start: store admin key"
     )
     args = parser.parse_args(argv)
-    if args.events < 1 or args.concurrency < 1 or args.widgets < 1 or args.warmup < 0:
-        parser.error("--events, --concurrency and --widgets must be at least 1, --warmup at least 0")
+    args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    if unknown := set(args.scenarios) - set(SCENARIOS):
+        parser.error(f"unknown scenarios {sorted(unknown)}; known: {', '.join(SCENARIOS)}")
+    if args.events < 1 or args.concurrency < 1 or args.widgets < 1 or args.warmup < 0 or args.idle_events < 1:
+        parser.error("--events, --concurrency, --widgets and --idle-events must be at least 1, --warmup at least 0")
+    if args.open_rate <= 0 or args.open_duration <= 0:
+        parser.error("--open-rate and --open-duration must be positive")
     return args
 
 
@@ -630,8 +518,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"e2e: error: gave up after {args.timeout + CLEANUP_GRACE_S:.0f}s", file=sys.stderr)
         return 1
     print_report(report)
-    print(f"results:     {write_report(report, stamp).relative_to(ROOT)}")
-    return 0 if report["results"]["missing"] == 0 else 1
+    path = write_report(report, args.output or RESULTS_DIR / f"e2e-{stamp}.json")
+    print(f"results:     {relative(path)}")
+    missing = report["scenarios"].get("throughput", {}).get("missing", 0)
+    return 0 if missing == 0 else 1
 
 
 if __name__ == "__main__":
