@@ -30,14 +30,21 @@ POISON = {
         "exception",
     ),
     "write a file": ("open('/tmp/owned', 'w').write('x')", "error", "exception"),
-    "metadata address": (
-        "import socket\nsocket.create_connection(('169.254.169.254', 80), 1)",
+    # Loopback targets only: metadata, link-local and private addresses are refused by the
+    # same check, which tests/unit/test_egress_policy.py covers without sending them anything.
+    "loopback on an open port": (
+        "import socket\nsocket.create_connection(('127.0.0.1', 80), 1)",
+        "error",
+        "egress_denied",
+    ),
+    "raw _socket": (
+        "import _socket\ns = _socket.socket()\ns.settimeout(1)\ns.connect(('127.0.0.1', 443))",
         "error",
         "egress_denied",
     ),
     "broker port": ("import socket\nsocket.create_connection(('127.0.0.1', 5672), 1)", "error", "egress_denied"),
     "database port": ("import socket\nsocket.create_connection(('127.0.0.1', 27017), 1)", "error", "egress_denied"),
-    "private address": ("import socket\nsocket.create_connection(('10.1.2.3', 80), 1)", "error", "egress_denied"),
+    "IPv6 loopback": ("import socket\nsocket.create_connection(('::1', 443), 1)", "error", "egress_denied"),
     "name resolving to loopback": (
         "import requests\nrequests.get('http://localhost:80/', timeout=1)",
         "error",

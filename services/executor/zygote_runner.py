@@ -6,6 +6,8 @@ zygote forks spares ahead of time and hands the executor each spare's channel.
 Per job the executor creates three pipes (request, logs, result), sends their
 child ends with the uid and limits straight to a spare, writes the request,
 reads the capped outputs and kills the child's process group at the wall-time limit.
+For the length of the job it serves the spare's channel as the widget's egress
+supervisor (egress/supervisor.py): the only way the widget gets a network connection.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from typing import Any
 import structlog
 
 from executor.capture import Capture, build_outcome, collect, open_pipe, read_pipe_capped
+from executor.egress.policy import EgressPolicy
+from executor.egress.supervisor import JobEgress
 from executor.runner import RunOutcome, RunRequest
 from executor.slots import UidSlots
 
@@ -65,7 +69,6 @@ class SandboxConfig:
         return {
             "read_only_paths": sorted({*_RUNTIME_PATHS, *_SYSTEM_FILES, *_python_paths()}),
             "connect_ports": sorted(ports),
-            "egress_allow": list(self.egress_allow),
             "extra_ca_file": self.extra_ca_file,
             "spares": min(self.slots, _MAX_SPARES),
         }
@@ -99,6 +102,7 @@ class ZygoteRunner:
         self._config = config
         self._drop_privileges = os.geteuid() == 0
         self._slots = UidSlots(config.first_uid, config.slots)
+        self._policy = EgressPolicy.parse(config.connect_ports, config.egress_allow)
         self._zygote: _Zygote | None = None
         self._starting = asyncio.Lock()
 
@@ -136,7 +140,7 @@ class ZygoteRunner:
         result_r, result_w = os.pipe()
         started = time.perf_counter()
         try:
-            pid = await self._dispatch(zygote, self._assignment(uid, request), [request_r, log_w, result_w])
+            pid, channel = await self._dispatch(zygote, self._assignment(uid, request), [request_r, log_w, result_w])
         except BaseException as exc:
             for fd in (request_w, log_r, result_r):
                 os.close(fd)
@@ -149,6 +153,8 @@ class ZygoteRunner:
             for fd in (request_r, log_w, result_w):
                 os.close(fd)
         # The child has its job: from here it is killed and forgotten on every way out.
+        egress = JobEgress(self._policy, channel, request.timeout_s)
+        egress.start()
         pipes = (
             asyncio.create_task(read_pipe_capped(open_pipe(log_r), self._config.log_bytes)),
             asyncio.create_task(read_pipe_capped(open_pipe(result_r), self._config.result_bytes + 1)),
@@ -167,6 +173,7 @@ class ZygoteRunner:
             raise
         finally:
             _kill_group(pid)  # whatever the widget left in its session dies with it
+            egress.close()
             zygote.exits.pop(pid, None)
         duration = time.perf_counter() - started
         logs, result = await collect(pipes, _PIPE_GRACE_S)
@@ -179,10 +186,11 @@ class ZygoteRunner:
             timeout=request.timeout_s,
             result_limit=self._config.result_bytes,
         )
-        return _with_widget_time(outcome, result)
+        return _with_denials(_with_widget_time(outcome, result), egress.denials)
 
-    async def _dispatch(self, zygote: _Zygote, assignment: dict[str, Any], fds: list[int]) -> int:
-        """Send one job to a waiting spare; returns its pid. A spare that died meanwhile is skipped."""
+    async def _dispatch(self, zygote: _Zygote, assignment: dict[str, Any], fds: list[int]) -> tuple[int, socket.socket]:
+        """Send one job to a waiting spare; returns its pid and channel, which the caller
+        now owns. A spare that died meanwhile is skipped."""
         data = json.dumps(assignment).encode()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _ZYGOTE_ANSWER_S
@@ -205,13 +213,16 @@ class ZygoteRunner:
                 socket.send_fds(channel, [data], fds)
             except SandboxFailure:
                 zygote.exits.pop(pid, None)
+                channel.close()
                 raise
             except OSError:
                 zygote.exits.pop(pid, None)
-                continue  # it died unassigned; its exit is reported and ignored
-            finally:
                 channel.close()
-            return pid
+                continue  # it died unassigned; its exit is reported and ignored
+            except BaseException:
+                channel.close()
+                raise
+            return pid, channel
 
     @staticmethod
     async def _await_end(
@@ -368,6 +379,19 @@ def _fail(exits: dict[int, asyncio.Future[int]], failure: SandboxFailure) -> Non
 def _kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+
+
+def _with_denials(outcome: RunOutcome, denials: list[str]) -> RunOutcome:
+    """A refused connection fails the run as ``egress_denied``, even if the widget caught the refusal."""
+    if not denials:
+        return outcome
+    message = denials[0] + (f" (and {len(denials) - 1} more refusals)" if len(denials) > 1 else "")
+    if outcome.status == "ok":
+        message += "; the widget caught the refusal and returned normally"
+    else:
+        message += f"; the widget then ended with {outcome.error_type}: {outcome.error_message}"
+    return RunOutcome(**{**vars(outcome), "status": "error", "value": None, "error_type": "egress_denied",
+                         "error_message": message})  # fmt: skip
 
 
 def _with_widget_time(outcome: RunOutcome, result: Capture) -> RunOutcome:

@@ -9,14 +9,16 @@ seccomp.py). Before its job arrives, the spare does what does not depend on it:
 3. Landlock: read-only runtime, no writes, TCP connect only to allowed ports.
 
 Then it blocks on its channel for exactly one assignment (uid, limits and the job's
-three pipes); it is never reused. With its job it:
+three pipes); it is never reused. The channel stays open for the job: it is how the
+widget asks the executor for its network connections. With its job it:
 
 4. sends stdout/stderr to the log pipe;
 5. sets rlimits: address space, CPU seconds, open files, file size, no core files,
    and a process/thread cap for the slot's uid;
 6. as root, switches to the slot's uid/gid with no supplementary groups;
-7. loads its own seccomp filter: no uid changes, no new processes, signals to itself only;
-8. installs the egress guard, then runs the widget: ``get_sidebar_data(context)``.
+7. loads its own seccomp filter: no uid changes, no new processes, signals to itself only
+   (the common filter it inherited already refuses it every network socket);
+8. installs the brokered sockets (egress.py), then runs the widget: ``get_sidebar_data(context)``.
 The result envelope goes to the result pipe; the process then exits at once.
 """
 
@@ -83,10 +85,7 @@ def _run_widget(request: dict[str, Any]) -> dict[str, Any]:
     except SyntaxError as exc:
         return {"ok": False, "error": {"type": "invalid_widget", "message": f"line {exc.lineno}: {exc.msg}"}}
     except BaseException as exc:  # noqa: BLE001 - SystemExit and friends are widget failures too
-        if egress.denials:
-            failure = _failure("egress_denied", exc)
-            failure["error"]["message"] = f"{egress.denials[-1]}; the widget failed with {failure['error']['message']}"
-            return failure
+        # A refused connection is reported by the executor, which made the refusal.
         return _failure("exception", exc)
 
 
@@ -136,11 +135,8 @@ def _prepare(config: dict[str, Any], channel: int) -> bytes | None:
 
 
 def _await_assignment(channel: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
-    """One job from the zygote, or None when the zygote retired this spare or died."""
-    try:
-        data, fds, _, _ = socket.recv_fds(channel, _MAX_ASSIGNMENT, 3)
-    finally:
-        channel.close()
+    """One job from the executor, or None when the zygote retired this spare or died."""
+    data, fds, _, _ = socket.recv_fds(channel, _MAX_ASSIGNMENT, 3)
     if not data or len(fds) != 3:
         for fd in fds:
             os.close(fd)
@@ -174,7 +170,7 @@ def serve_one(config: dict[str, Any], channel: socket.socket) -> NoReturn:
         request = _read_request(request_fd)
         if program is not None:
             seccomp.install_child(program)
-        egress.install(config["egress_policy"])
+        egress.install(channel)
         started = time.perf_counter()
         envelope = _run_widget(request)
         envelope["elapsed_s"] = time.perf_counter() - started

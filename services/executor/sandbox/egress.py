@@ -1,81 +1,222 @@
-"""The in-process egress guard: every socket connection is checked against the
-address actually connected to (after DNS, on every redirect hop), not the name asked for.
+"""The widget side of brokered egress: sockets that ask the executor to connect for them.
 
-It lives inside the widget process, so native code could bypass it; Landlock's
-port rules (kernel) back it up, and the cluster's NetworkPolicy is the outer layer.
+The kernel refuses ``socket()`` and ``connect()`` to a widget process (seccomp.py),
+so no code in it, ``_socket`` or ``ctypes`` alike, can open a network connection by
+itself. This module keeps ``socket``, ``requests``, ``httpx`` and ``asyncio`` code
+working: a TCP socket is a placeholder (one end of an AF_UNIX pair) until
+``connect()``, which sends the address and the pair's other end to the executor over
+the job's channel. The executor resolves the name, checks the address against the
+policy, connects, and answers with the connected socket, which then takes the
+placeholder's fd number (``dup2``). Names resolve through the executor too: the
+widget process cannot send a DNS query.
+
+Refusals are the executor's to record and report; here they are only raised.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import _socket
+import json
+import os
+import select
 import socket
-from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
-_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_REPLY_BYTES = 64 * 1024
+_INET = (socket.AF_INET, socket.AF_INET6)
+# Resolving has no timeout of the caller's; the executor bounds it, this is a backstop.
+_RESOLVE_WAIT_S = 30.0
 
 
 class EgressDenied(PermissionError):
-    """Raised inside widget code for a forbidden connection."""
+    """Raised inside widget code for a connection the policy refuses."""
 
 
-# The last refusal in this process: HTTP libraries wrap EgressDenied in their own
-# errors, and the sandbox still wants to report the run as egress_denied.
-denials: list[str] = []
+def _pair() -> tuple[socket.socket, socket.socket]:
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 
 
-@dataclass(frozen=True)
-class EgressPolicy:
-    allowed: tuple[tuple[_Network, int], ...] = ()
+class _Channel:
+    """Requests to the executor: one datagram each, with the end of a fresh pair to answer on."""
 
-    @classmethod
-    def parse(cls, entries: Iterable[str]) -> EgressPolicy:
-        """``host:port`` entries where host is an IP or a CIDR block, e.g. ``127.0.0.1:8900``."""
-        allowed = []
-        for entry in entries:
-            host, _, port = entry.strip().rpartition(":")
-            allowed.append((ipaddress.ip_network(host.strip("[]"), strict=False), int(port)))
-        return cls(tuple(allowed))
+    def __init__(self, channel: socket.socket) -> None:
+        self._channel = channel
 
-    def permits(self, address: _Address, port: int) -> bool:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        if any(address in network and port == allowed_port for network, allowed_port in self.allowed):
-            return True
-        return address.is_global and not address.is_multicast
+    def send(self, message: dict[str, Any], reply_end: socket.socket) -> None:
+        try:
+            socket.send_fds(self._channel, [json.dumps(message).encode()], [reply_end.fileno()])
+        except OSError as exc:
+            raise ConnectionError("the executor's egress channel is closed") from exc
+        finally:
+            reply_end.close()
 
 
-def _checked(policy: EgressPolicy, family: int, address: Any) -> Any:
-    """The address to really connect to: resolved once, checked, and used as is,
-    so a second DNS answer (rebinding) cannot slip in between check and connect."""
-    if family not in (socket.AF_INET, socket.AF_INET6):
-        if family == socket.AF_UNIX:
-            raise EgressDenied("widgets may not use local sockets")
-        return address
-    host, port = address[0], int(address[1])
-    infos = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
-    for info in infos:
-        resolved = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if not policy.permits(resolved, port):
-            denials.append(f"connection to {resolved}:{port} is not allowed (private, loopback or link-local)")
-            raise EgressDenied(denials[-1])
-    return (infos[0][4][0], port, *address[2:])
+def _receive(ours: socket.socket, wait_s: float | None) -> tuple[dict[str, Any], int | None]:
+    """The executor's answer on our end of a pair, and the socket it passed, if any."""
+    ready, _, _ = select.select([ours], [], [], wait_s)
+    if not ready:
+        raise TimeoutError("timed out")
+    data, fds, _, _ = socket.recv_fds(ours, _REPLY_BYTES, 1, socket.MSG_DONTWAIT)
+    if not data:
+        for extra in fds:
+            os.close(extra)
+        raise ConnectionError("the executor closed the egress channel")
+    answer: dict[str, Any] = json.loads(data)
+    return answer, fds[0] if fds else None
 
 
-def install(policy: EgressPolicy) -> None:
-    """Wrap connect, connect_ex and sendto on every socket created from now on."""
+def _raise_for(answer: dict[str, Any]) -> None:
+    kind, message = answer.get("error"), str(answer.get("message", ""))
+    if kind == "denied":
+        raise EgressDenied(message)
+    if kind == "timeout":
+        raise TimeoutError(message or "timed out")
+    if kind == "resolve":
+        raise socket.gaierror(int(answer.get("errno", socket.EAI_NONAME)), message)
+    raise OSError(int(answer.get("errno", 0)), message)
+
+
+def install(channel: socket.socket) -> None:
+    """Replace ``socket.socket`` (and ``_socket.socket``) and the resolver functions."""
+    to_executor = _Channel(channel)
     base = socket.socket
+    real_getaddrinfo = _socket.getaddrinfo
 
-    class GuardedSocket(base):  # type: ignore[misc, valid-type]
+    class BrokeredSocket(base):  # type: ignore[misc, valid-type]
+        """A TCP or UDP socket whose connection the executor makes."""
+
+        def __init__(self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None) -> None:
+            self._reply_end: socket.socket | None = None
+            self._options: list[tuple[Any, ...]] = []
+            family = socket.AF_INET if family == -1 else family
+            type = socket.SOCK_STREAM if type == -1 else type
+            if fileno is not None or family not in _INET:
+                super().__init__(family, type, proto, fileno)  # the kernel refuses new non-IP sockets
+                return
+            placeholder, self._reply_end = _pair()
+            super().__init__(family, type, 0 if proto == -1 else proto, placeholder.detach())
+
+        def _kind(self) -> str:
+            return "udp" if self.type & 0xF == socket.SOCK_DGRAM else "tcp"
+
         def connect(self, address: Any) -> None:
-            super().connect(_checked(policy, self.family, address))
+            if self._reply_end is None:
+                super().connect(address)
+                return
+            self._brokered_connect(address)
 
         def connect_ex(self, address: Any) -> int:
-            return int(super().connect_ex(_checked(policy, self.family, address)))
+            try:
+                self.connect(address)
+            except EgressDenied:
+                raise
+            except TimeoutError:
+                return 11  # EAGAIN, as CPython's own connect_ex reports a timeout
+            except OSError as exc:
+                return exc.errno or 1
+            return 0
 
         def sendto(self, data: Any, *args: Any) -> int:
-            return int(super().sendto(data, *args[:-1], _checked(policy, self.family, args[-1])))
+            if self._reply_end is not None:
+                self._brokered_connect(args[-1])  # UDP: the executor refuses and names the address
+            return int(super().sendto(data, *args))
 
-    socket.socket = GuardedSocket  # type: ignore[misc]
+        def sendmsg(self, buffers: Any, *args: Any) -> int:
+            if self._reply_end is not None and len(args) >= 3:
+                self._brokered_connect(args[2])
+            return int(super().sendmsg(buffers, *args))
+
+        def bind(self, address: Any) -> None:
+            if self._reply_end is not None:
+                raise PermissionError(1, "widgets may not bind or listen on network sockets")
+            super().bind(address)
+
+        def setsockopt(self, *args: Any) -> None:
+            if self._reply_end is not None:
+                self._options.append(args)  # the placeholder is not a TCP socket: apply once connected
+                return
+            super().setsockopt(*args)
+
+        def _real_close(self, *args: Any, **kwargs: Any) -> None:
+            if self._reply_end is not None:
+                self._reply_end.close()
+            super()._real_close(*args, **kwargs)
+
+        def _brokered_connect(self, address: Any) -> None:
+            host, port = address[0], address[1]
+            if isinstance(host, bytes):
+                host = host.decode("idna")
+            if not isinstance(host, str) or not isinstance(port, int):
+                raise TypeError("connect() takes a (host, port) tuple")
+            timeout = self.gettimeout()
+            message = {"op": "connect", "host": host, "port": port, "family": int(self.family), "kind": self._kind(),
+                       "timeout": timeout or None}  # fmt: skip
+            assert self._reply_end is not None
+            reply_end, self._reply_end = self._reply_end, None
+            try:
+                to_executor.send(message, reply_end)
+                answer, connected = _receive(self, timeout + 1.0 if timeout else None)
+            except BaseException:
+                self._renew_placeholder()
+                raise
+            if connected is None:
+                self._renew_placeholder()
+                _raise_for(answer)
+                raise ConnectionError("the executor answered without a socket")
+            os.dup2(connected, self.fileno(), inheritable=False)
+            os.close(connected)
+            super().settimeout(timeout)  # the new file description is blocking until told otherwise
+            options, self._options = self._options, []
+            for option in options:
+                super().setsockopt(*option)
+
+        def _renew_placeholder(self) -> None:
+            """After a failed attempt, a fresh pair: the socket can be connected again, as a real one can."""
+            placeholder, self._reply_end = _pair()
+            os.dup2(placeholder.fileno(), self.fileno(), inheritable=False)
+            placeholder.close()
+
+    def resolve(host: str, family: int) -> list[str]:
+        ours, theirs = _pair()
+        try:
+            to_executor.send({"op": "resolve", "host": host, "family": family}, theirs)
+            answer, extra = _receive(ours, _RESOLVE_WAIT_S)
+        finally:
+            ours.close()
+        if extra is not None:
+            os.close(extra)
+        if not answer.get("ok"):
+            _raise_for(answer)
+        return [str(address) for address in answer.get("addresses", [])]
+
+    def getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0) -> Any:
+        try:
+            return real_getaddrinfo(host, port, family, type, proto, flags | socket.AI_NUMERICHOST)
+        except socket.gaierror:
+            if host is None or flags & socket.AI_NUMERICHOST:
+                raise
+        name = host.decode("idna") if isinstance(host, bytes) else str(host)
+        found = []
+        for address in resolve(name, int(family)):
+            found.extend(real_getaddrinfo(address, port, family, type, proto, flags | socket.AI_NUMERICHOST))
+        return found
+
+    def gethostbyname(name: str) -> str:
+        return str(getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0])
+
+    def gethostbyname_ex(name: str) -> tuple[str, list[str], list[str]]:
+        return name, [], [str(info[4][0]) for info in getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)]
+
+    class RawSocket(_socket.socket):
+        """What ``_socket.socket`` names from now on: a brokered socket too. It inherits
+        ``__init__``, because ``socket.socket.__init__`` calls ``_socket.socket.__init__``."""
+
+        def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+            return BrokeredSocket(*args, **kwargs)
+
+    socket.socket = BrokeredSocket  # type: ignore[misc]
+    _socket.socket = RawSocket  # type: ignore[misc]
+    resolver = {"getaddrinfo": getaddrinfo, "gethostbyname": gethostbyname, "gethostbyname_ex": gethostbyname_ex}
+    for module in (socket, _socket):
+        for name, function in resolver.items():
+            setattr(module, name, function)

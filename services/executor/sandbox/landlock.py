@@ -1,5 +1,6 @@
 """Landlock through raw syscalls: read-only access to the Python runtime and a few
-system files, no writes anywhere, and (ABI 4+) TCP connect only to allowed ports."""
+system files, no writes anywhere, (ABI 4+) TCP connect only to allowed ports, and
+(ABI 6+) no abstract AF_UNIX connections or signals beyond the child's own domain."""
 
 from __future__ import annotations
 
@@ -15,12 +16,18 @@ _EXECUTE, _WRITE_FILE, _READ_FILE, _READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
 # Every filesystem right up to ABI 5 (refer, truncate, ioctl_dev come with later ABIs).
 _FS_BY_ABI = {1: (1 << 13) - 1, 2: (1 << 14) - 1, 3: (1 << 15) - 1, 5: (1 << 16) - 1}
 _NET_BIND_TCP, _NET_CONNECT_TCP = 1 << 0, 1 << 1
+_SCOPE_ABSTRACT_UNIX_SOCKET, _SCOPE_SIGNAL = 1 << 0, 1 << 1
+_SCOPE_ABI = 6
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
 class _RulesetAttr(ctypes.Structure):
-    _fields_ = (("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64))
+    _fields_ = (
+        ("handled_access_fs", ctypes.c_uint64),
+        ("handled_access_net", ctypes.c_uint64),
+        ("scoped", ctypes.c_uint64),
+    )
 
 
 class _PathBeneath(ctypes.Structure):
@@ -61,8 +68,10 @@ def build_ruleset(read_only: Iterable[str], connect_ports: Iterable[int] | None)
     if abi == 0:
         raise LandlockError(0, "landlock is not available")
     handled_net = _NET_BIND_TCP | _NET_CONNECT_TCP if abi >= 4 and connect_ports is not None else 0
-    attr = _RulesetAttr(_fs_rights(abi), handled_net)
-    size = ctypes.sizeof(attr) if handled_net else ctypes.sizeof(ctypes.c_uint64)
+    scoped = _SCOPE_ABSTRACT_UNIX_SOCKET | _SCOPE_SIGNAL if abi >= _SCOPE_ABI else 0
+    attr = _RulesetAttr(_fs_rights(abi), handled_net, scoped)
+    # The kernel takes the struct as long as this ABI knows it: 8, 16 or 24 bytes.
+    size = ctypes.sizeof(ctypes.c_uint64) * (3 if scoped else 2 if handled_net else 1)
     ruleset = _check(_libc.syscall(_SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), 0), "create")
     try:
         for path in read_only:

@@ -1,6 +1,13 @@
 """The syscall filter: deny process creation and exec, tracing, mounts, namespace
 changes, kernel keyrings, bpf, uid changes and the like. Threads stay allowed.
 
+It also keeps widget code off the network: no ``socket()`` of any domain (IP,
+``AF_UNIX``, ``AF_NETLINK``, ``AF_PACKET``...), no ``connect()``, no io_uring
+(which could create and connect sockets out of seccomp's sight), no TCP Fast
+Open (a connect hidden in ``sendto``/``sendmsg``), and ``socketpair()`` only for
+connected ``AF_UNIX`` stream or seqpacket pairs. A widget gets its TCP
+connections already connected, from the executor (see executor/egress).
+
 It comes in two parts so that no child pays for compiling or loading a large program:
 
 - the *common* filter (``DENIED``), built with libseccomp and loaded once into the
@@ -40,7 +47,11 @@ DENIED = (
     "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
     "reboot", "swapon", "swapoff", "iopl", "ioperm", "acct", "quotactl",
     "personality", "syslog", "mknod", "mknodat", "tkill", "pidfd_send_signal",
+    "socket", "connect", "io_uring_setup", "io_uring_enter", "io_uring_register",
 )  # fmt: skip
+_AF_UNIX, _SOCK_DGRAM, _SOCK_TYPE_MASK, _MSG_FASTOPEN = 1, 2, 0xF, 0x20000000
+# (syscall, argument index of its flags): a set MSG_FASTOPEN makes the call a connect.
+_SEND_FLAGS = (("sendto", 3), ("sendmsg", 2), ("sendmmsg", 3))
 # Allowed to the zygote (it forks children, which switch to their slot's uid); denied to each child.
 CHILD_DENIED = (
     "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setgroups", "setfsuid", "setfsgid",
@@ -81,6 +92,11 @@ def compile_filter() -> CompiledFilter:
             rules.add_rule(deny, name)
         except (RuntimeError, ValueError, OSError):
             continue  # not a syscall on this architecture
+    # A connected pair only: an AF_UNIX datagram socket could sendto() any socket path.
+    rules.add_rule(deny, "socketpair", sc.Arg(0, sc.NE, _AF_UNIX))
+    rules.add_rule(deny, "socketpair", sc.Arg(1, sc.MASKED_EQ, _SOCK_TYPE_MASK, _SOCK_DGRAM))
+    for name, flags in _SEND_FLAGS:
+        rules.add_rule(deny, name, sc.Arg(flags, sc.MASKED_EQ, _MSG_FASTOPEN, _MSG_FASTOPEN))
     # clone3 hides its flags in memory, so make libc fall back to clone, whose flags the child filter sees.
     rules.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
     read_fd, write_fd = os.pipe()

