@@ -70,7 +70,7 @@ from benchmarks.harness import (
     wait_http,
     write_report,
 )
-from benchmarks.load import Outcome, Submit, Watch, closed_loop, open_loop, watch_sidebars
+from benchmarks.load import Outcome, ServingError, Submit, Watch, closed_loop, open_loop, until_serving, watch_sidebars
 from benchmarks.workload import (
     REALISTIC_FIRST,
     THROUGHPUT_FIRST,
@@ -85,7 +85,6 @@ from shared.topology import CONVERSATION_OPENED_KEY, EXCHANGE
 
 DEV_ADMIN_KEY = "dev-admin-key-change-me"  # scripts/run.sh's default, for --no-start against `make run`
 STARTUP_TIMEOUT_S = 90.0
-PROBE_WAIT_S = 3.0
 CLEANUP_GRACE_S = 60.0
 SCENARIOS = ("throughput", "idle", "open-loop")
 DB_COMMAND_METRICS = {"orchestrator": "orchestrator_db_commands_total", "store": "store_db_commands_total"}
@@ -250,19 +249,6 @@ def publisher(exchange: AbstractExchange, target: Target) -> Submit:
         await exchange.publish(opened_message(target, event_id), routing_key=CONVERSATION_OPENED_KEY, mandatory=True)
 
     return submit
-
-
-async def until_serving(watch: Watch, submit: Submit, deadline: float) -> None:
-    """Publish probes until one gets its sidebar: the stack then consumes, end to end."""
-    while True:
-        probe = await closed_loop(watch, submit, 1, 1, min(deadline, time.monotonic() + PROBE_WAIT_S))
-        if probe.timings:
-            return
-        if time.monotonic() >= deadline:
-            raise BenchmarkError(
-                f"no sidebar for a probe event within {STARTUP_TIMEOUT_S:.0f}s; errors {dict(probe.errors)}"
-            )
-        await asyncio.sleep(0.5)
 
 
 async def db_commands(client: httpx.AsyncClient, url: str, sample: str) -> dict[str, float] | None:
@@ -511,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     try:
         report = asyncio.run(asyncio.wait_for(benchmark(args, stamp), args.timeout + CLEANUP_GRACE_S))
-    except BenchmarkError as exc:
+    except (BenchmarkError, ServingError) as exc:
         print(f"e2e: error: {exc}", file=sys.stderr)
         return 1
     except TimeoutError:

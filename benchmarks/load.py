@@ -22,6 +22,11 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMess
 from benchmarks.workload import stats_ms
 from shared.topology import SIDEBAR_READY_PREFIX, SIDEBAR_WIDGET_PREFIX
 
+
+class ServingError(Exception):
+    """The system under test never answered a probe."""
+
+
 Submit = Callable[[str], Awaitable[None]]
 """Publishes the event with this id; the load shape has noted the time just before."""
 
@@ -184,3 +189,17 @@ async def open_loop(
             tasks.create_task(_one(watch, submit, outcome, stop_waiting))
     outcome.wall_s = time.monotonic() - began
     return outcome
+
+
+async def until_serving(watch: Watch, submit: Submit, deadline: float, probe_wait_s: float = 3.0) -> None:
+    """Submit probes until one gets its sidebar: the system then consumes, end to end."""
+    started = time.monotonic()
+    while True:
+        probe = await closed_loop(watch, submit, 1, 1, min(deadline, time.monotonic() + probe_wait_s))
+        if probe.timings:
+            return
+        if time.monotonic() >= deadline:
+            raise ServingError(
+                f"no sidebar for a probe event within {time.monotonic() - started:.0f}s; errors {dict(probe.errors)}"
+            )
+        await asyncio.sleep(0.5)
