@@ -24,7 +24,7 @@ import json
 import socket
 from typing import Any
 
-from executor.egress.policy import EgressPolicy
+from executor.egress.policy import Address, EgressPolicy
 
 _MAX_REQUEST = 4096
 _MAX_HOST = 253
@@ -33,6 +33,7 @@ _MAX_REQUESTS = 1024
 _FAMILIES = (socket.AF_UNSPEC, socket.AF_INET, socket.AF_INET6)
 
 Answer = dict[str, Any]
+Resolved = tuple[int, Address, tuple[Any, ...]]  # family, address, sockaddr
 
 
 class _Refused(Exception):
@@ -45,8 +46,10 @@ def _error(kind: str, number: int, message: str) -> _Refused:
     return _Refused({"ok": False, "error": kind, "errno": number, "message": message})
 
 
-def _where(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+def _where(address: str | Address, port: int) -> str:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = f"::ffff:{address.ipv4_mapped}"  # Python would print ::ffff:7f00:1
+    return f"[{address}]:{port}" if ":" in str(address) else f"{address}:{port}"
 
 
 class JobEgress:
@@ -164,14 +167,12 @@ class JobEgress:
                     decision = self._policy.check(ip, port)
                     if not decision.allowed:
                         named = "" if _is_literal(host) else f" ({host})"
-                        raise self._deny(
-                            f"connection to {_where(str(ip), port)}{named} is not allowed ({decision.reason})"
-                        )
+                        raise self._deny(f"connection to {_where(ip, port)}{named} is not allowed ({decision.reason})")
                 return await self._first_connection(addresses)
         except TimeoutError:
             raise _error("timeout", errno.ETIMEDOUT, "timed out") from None
 
-    async def _first_connection(self, addresses: list[tuple[int, Any, tuple[Any, ...]]]) -> socket.socket:
+    async def _first_connection(self, addresses: list[Resolved]) -> socket.socket:
         """Like ``socket.create_connection``: each address in turn, the first that answers."""
         failure: OSError | None = None
         for family, _, sockaddr in addresses:
@@ -189,20 +190,34 @@ class JobEgress:
         number = failure.errno if failure is not None and failure.errno else errno.ECONNREFUSED
         raise _error("os", number, str(failure or "no address"))
 
-    async def _resolve(self, host: str, port: int, family: int) -> list[tuple[int, Any, tuple[Any, ...]]]:
+    async def _resolve(self, host: str, port: int, family: int) -> list[Resolved]:
         """(family, address, sockaddr) for each answer; literals (``2130706433``, ``0x7f.1``) without DNS."""
+        found = literal_addresses(host, port, family)
+        if found is not None:
+            return found
         try:
-            infos = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)
-        except socket.gaierror:
-            try:
-                infos = await self._loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
-            except socket.gaierror as exc:
-                raise _error("resolve", exc.errno or socket.EAI_NONAME, f"{host}: {exc.strerror}") from None
-        found = []
-        for info_family, _, _, _, sockaddr in infos:
-            address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
-            found.append((int(info_family), address, tuple(sockaddr)))
-        return found
+            infos = await self._loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise _error("resolve", exc.errno or socket.EAI_NONAME, f"{host}: {exc.strerror}") from None
+        return _addresses(infos)
+
+
+def literal_addresses(host: str, port: int, family: int = socket.AF_UNSPEC) -> list[Resolved] | None:
+    """The address a literal stands for, in every spelling the C library accepts
+    (``2130706433``, ``0x7f.1``, ``127.1``, ``::ffff:127.0.0.1``); None for a name."""
+    try:
+        infos = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        return None
+    return _addresses(infos)
+
+
+def _addresses(infos: list[Any]) -> list[Resolved]:
+    found = []
+    for info_family, _, _, _, sockaddr in infos:
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        found.append((int(info_family), address, tuple(sockaddr)))
+    return found
 
 
 def _host(request: dict[str, Any]) -> str:

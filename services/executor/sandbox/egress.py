@@ -88,10 +88,13 @@ def install(channel: socket.socket) -> None:
         def __init__(self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None) -> None:
             self._reply_end: socket.socket | None = None
             self._options: list[tuple[Any, ...]] = []
+            if fileno is not None:
+                super().__init__(family, type, proto, fileno)  # an existing fd: family and type detected
+                return
             family = socket.AF_INET if family == -1 else family
             type = socket.SOCK_STREAM if type == -1 else type
-            if fileno is not None or family not in _INET:
-                super().__init__(family, type, proto, fileno)  # the kernel refuses new non-IP sockets
+            if family not in _INET:
+                super().__init__(family, type, proto)  # the kernel refuses every new non-IP socket
                 return
             placeholder, self._reply_end = _pair()
             super().__init__(family, type, 0 if proto == -1 else proto, placeholder.detach())

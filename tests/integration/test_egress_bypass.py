@@ -1,0 +1,54 @@
+"""The bypass corpus against the real zygote sandbox, as root (a uid per slot): no route
+reaches a listener the test owns, each refusal is reported as egress_denied naming the
+address, and allowed traffic still flows through requests, httpx, asyncio and sockets.
+The same corpus runs as a non-root executor in tests/system/test_nonroot_executor.py."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import pytest_asyncio
+
+from executor.runner import RunRequest
+from executor.zygote_runner import ZygoteRunner
+from tests.egress_corpus import ALLOWED, BYPASSES, Listeners, listeners
+from tests.sandbox import zygote_runner
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest.fixture(scope="module")
+def owned() -> Iterator[Listeners]:
+    with listeners() as value:
+        yield value
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def runner(owned: Listeners) -> AsyncIterator[ZygoteRunner]:
+    targets = owned.targets
+    async with zygote_runner(
+        60700, 4, connect_ports=targets.egress_ports(), egress_allow=targets.egress_allow()
+    ) as value:
+        yield value
+
+
+@pytest.mark.parametrize("name", list(BYPASSES))
+async def test_no_bypass_reaches_a_listener_of_the_test(runner: ZygoteRunner, owned: Listeners, name: str) -> None:
+    body, error_type, named = BYPASSES[name]
+    targets = owned.targets
+    outcome = await runner.run(RunRequest(code=targets.code(body), context={}, timeout_s=5))
+    assert owned.reached() == [], f"{name} reached a listener"
+    if error_type is None:
+        assert outcome.status == "ok", (outcome.error_type, outcome.error_message, outcome.logs)
+    else:
+        assert (outcome.status, outcome.error_type) == ("error", error_type), (outcome.error_message, outcome.logs)
+        assert targets.text(named) in (outcome.error_message or ""), outcome.error_message
+
+
+@pytest.mark.parametrize("name", list(ALLOWED))
+async def test_allowed_traffic_flows(runner: ZygoteRunner, owned: Listeners, name: str) -> None:
+    outcome = await runner.run(RunRequest(code=owned.targets.code(ALLOWED[name]), context={}, timeout_s=5))
+    assert outcome.status == "ok", (outcome.error_type, outcome.error_message, outcome.logs)
+    assert outcome.value == {"title": "200", "items": []}
+    assert owned.reached() == []
