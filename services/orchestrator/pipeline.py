@@ -168,6 +168,7 @@ class OpenedHandler:
         widgets = list(catalog.widgets)
         if created:
             self.metrics.events.labels("started").inc()
+            log.info("run.started", widgets=len(widgets))
         else:
             # A first delivery of a known event is a duplicate: the run's owner holds the original
             # delivery, and if it dies, that delivery comes back marked redelivered.

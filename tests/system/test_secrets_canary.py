@@ -20,7 +20,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from shared.mongo import connect_mongo
 from shared.secrets import SecretBox, parse_key
 from shared.topology import EXCHANGE, INTERNAL_EXCHANGE, WIDGET_JOB_KEY
-from tests.system.stack import Stack, business_id_of, create_business, upsert
+from tests.system.stack import Stack, business_id_of, create_business, stored_sidebar, upsert
 
 HOLD_S = 6.0  # how long A's widget keeps the canary in memory; B scans inside that window
 SCAN_DELAY_S = 1.0
@@ -202,8 +202,12 @@ async def test_a_canary_secret_reaches_only_its_own_widget(stack: Stack) -> None
 
         owner_secrets, other_secrets = await owner.get("/secrets"), await other.get("/secrets")
         responses += [test_run, owner_secrets, other_secrets]
-        responses += [await owner.get(p) for p in ("/widgets/owner", "/conversations/conv-hold/sidebar")]
-        responses += [await other.get(p) for p in ("/widgets/scan", "/conversations/conv-scan/sidebar")]
+        hold, scan = (
+            json.loads(ready[f"sidebar.ready.{x}"].body)["trigger_event_id"]
+            for x in (f"{a}.conv-hold", f"{b}.conv-scan")
+        )
+        responses += [await owner.get("/widgets/owner"), await stored_sidebar(owner, "conv-hold", hold)]
+        responses += [await other.get("/widgets/scan"), await stored_sidebar(other, "conv-scan", scan)]
 
     # Results: A's widget read the canary (its digest matches) and returned no secret.
     owner_widget = only_widget(ready[f"sidebar.ready.{a}.conv-hold"].body)
