@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aio_pika
@@ -16,13 +17,14 @@ import aiormq
 import structlog
 from aio_pika.abc import (
     AbstractChannel,
+    AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustConnection,
     HeadersType,
 )
 
 from shared.errors import TransientError
-from shared.topology import Topology, declare_topology
+from shared.topology import INTERNAL_EXCHANGE, Topology, declare_topology
 
 log = structlog.get_logger(__name__)
 
@@ -47,8 +49,36 @@ class OutgoingMessage:
     headers: HeadersType | None = None
 
 
+OnMessage = Callable[[AbstractIncomingMessage], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class QueueBinding:
+    """A private queue: exclusive to this connection, gone with it, bound to one routing key."""
+
+    exchange: str
+    routing_key: str
+
+
+@dataclass
+class Subscription:
+    """One consumer on a channel of its own, so its prefetch is its own."""
+
+    channel: AbstractChannel
+    queue: AbstractQueue
+    tag: str
+
+    async def cancel(self) -> None:
+        """Stop deliveries; messages in flight can still be settled until ``close``."""
+        await self.queue.cancel(self.tag)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+
 class Broker:
-    """A connection with a publishing channel (confirms on) and a consuming one."""
+    """A connection with a publishing channel (confirms on), one channel per consumer,
+    and a shared channel for no-ack reply queues."""
 
     def __init__(
         self,
@@ -57,7 +87,7 @@ class Broker:
         consume_channel: AbstractChannel,
         topology: Topology,
     ) -> None:
-        self._connection = connection
+        self.connection = connection
         self._publish_channel = publish_channel
         self.consume_channel = consume_channel
         self.topology = topology
@@ -114,11 +144,36 @@ class Broker:
         await self.publish("", queue_name, message, mandatory=False)
 
     async def declare_reply_queue(self) -> AbstractQueue:
-        """A server-named, exclusive queue for request/reply; it dies with the connection."""
-        return await self.consume_channel.declare_queue(exclusive=True, auto_delete=True)
+        """A server-named, exclusive queue for request/reply; it dies with the connection.
+        Executors reply on ``sidebar.internal`` with the queue's name as routing key."""
+        queue = await self.consume_channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(self.topology.exchanges[INTERNAL_EXCHANGE], routing_key=queue.name)
+        return queue
 
     def queue(self, name: str) -> AbstractQueue:
         return self.topology.queues[name]
+
+    async def consume(
+        self, queue_name: str, on_message: OnMessage, *, prefetch: int, private: QueueBinding | None = None
+    ) -> Subscription:
+        """Consume ``queue_name`` on a channel of its own with ``prefetch`` unacked messages at most.
+
+        With ``private``, the queue is declared here: exclusive, deleted with the
+        connection, and re-declared under the same name after a reconnect.
+        """
+        channel = await self.connection.channel()
+        await channel.set_qos(prefetch_count=prefetch)
+        if private is None:
+            queue = await channel.get_queue(queue_name, ensure=True)
+        else:
+            queue = await channel.declare_queue(queue_name, exclusive=True, auto_delete=True)
+            await queue.bind(private.exchange, routing_key=private.routing_key)
+        tag = await queue.consume(on_message)
+        return Subscription(channel, queue, tag)
+
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after each reconnect: deliveries taken before it are gone."""
+        self.connection.reconnect_callbacks.add(lambda *_: callback())
 
     def _exchange(self, name: str) -> aio_pika.abc.AbstractExchange:
         if name == "":
@@ -126,4 +181,4 @@ class Broker:
         return self.topology.exchanges[name]
 
     async def close(self) -> None:
-        await self._connection.close()
+        await self.connection.close()

@@ -28,7 +28,7 @@ from aio_pika.abc import AbstractIncomingMessage, HeadersType
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import ValidationError
 
-from shared.broker import Broker, OutgoingMessage
+from shared.broker import Broker, OutgoingMessage, QueueBinding, Subscription
 from shared.contracts.errors import describe_validation_error
 from shared.errors import ContractError, PermanentError, TransientError
 from shared.topology import DEAD_LETTER_EXCHANGE
@@ -48,6 +48,9 @@ class Delivery:
     attempt: int
     reply_to: str | None
     correlation_id: str | None
+    # Delivered before to a consumer that did not settle it (it died, or lost its
+    # connection), or requeued after a transient failure.
+    redelivered: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,9 @@ class Consumer(Generic[M]):
         handler: Handler[M],
         log_fields: Callable[[M], Mapping[str, str]],
         metrics: ConsumerMetrics,
+        prefetch: int,
         policy: RetryPolicy | None = None,
+        private: QueueBinding | None = None,
     ) -> None:
         self.name = name
         self._broker = broker
@@ -108,20 +113,25 @@ class Consumer(Generic[M]):
         self._log_fields = log_fields
         self._metrics = metrics
         self._policy = policy or RetryPolicy()
-        self._tag: str | None = None
+        self._prefetch = prefetch
+        self._private = private
+        self._subscription: Subscription | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        queue = self._broker.queue(self._queue_name)
-        self._tag = await queue.consume(self._on_message)
+        self._subscription = await self._broker.consume(
+            self._queue_name, self._on_message, prefetch=self._prefetch, private=self._private
+        )
 
     async def stop(self, drain_timeout_s: float) -> None:
         """Stop taking messages and wait for the ones in flight (SIGTERM drain)."""
-        if self._tag is not None:
-            await self._broker.queue(self._queue_name).cancel(self._tag)
-            self._tag = None
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            await subscription.cancel()
         if self._in_flight:
             await asyncio.wait(set(self._in_flight), timeout=drain_timeout_s)
+        if subscription is not None:
+            await subscription.close()
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         task = asyncio.create_task(self._process(message))
@@ -214,6 +224,7 @@ def _delivery(message: AbstractIncomingMessage, attempt: int) -> Delivery:
         attempt=attempt,
         reply_to=message.reply_to,
         correlation_id=message.correlation_id,
+        redelivered=bool(message.redelivered) or attempt > 1,
     )
 
 

@@ -39,8 +39,19 @@ async def load_context(db: AsyncDatabase[Document], business_id: str, conversati
     """The stored context of a conversation, or None when business or conversation is unknown."""
     with mongo_errors("load context"):
         business = await db[BUSINESSES].find_one({"_id": business_id})
+    if business is None:
+        return None
+    return await load_conversation_context(db, business, conversation_id)
+
+
+async def load_conversation_context(
+    db: AsyncDatabase[Document], business: Document, conversation_id: str
+) -> EventContext | None:
+    """The context of a conversation of a business already read: two reads by ``_id`` at most."""
+    business_id = business["business_id"]
+    with mongo_errors("load context"):
         conversation = await db[CONVERSATIONS].find_one({"_id": scoped_key(business_id, conversation_id)})
-        if business is None or conversation is None:
+        if conversation is None:
             return None
         customer = None
         if conversation.get("customer_id"):

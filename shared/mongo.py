@@ -15,8 +15,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter
 from pymongo import AsyncMongoClient
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
+from pymongo.monitoring import CommandFailedEvent, CommandListener, CommandStartedEvent, CommandSucceededEvent
 
 from shared.errors import PermanentError, TransientError
 
@@ -28,22 +30,51 @@ CUSTOMERS = "customers"
 CONVERSATIONS = "conversations"
 WIDGETS = "widgets"
 RUNS = "runs"
-RUN_RESULTS = "run_results"
-RUN_MARKERS = "run_markers"
-RUN_DEADLINES = "run_deadlines"
 SIDEBARS = "sidebars"
 SECRETS = "secrets"
 MESSAGES = "messages"
 
 
-def connect_mongo(url: str, *, app_name: str) -> AsyncMongoClient[Document]:
+# SQLite under FerretDB answers "database is locked" (SQLITE_BUSY) while another writer
+# holds the lock: a moment's contention, not a verdict on the request.
+_BUSY_MARKERS = ("SQLITE_BUSY", "database is locked")
+
+
+class CommandCounter(CommandListener):
+    """Counts every command a client sends, by name: the database round trips of a service."""
+
+    def __init__(self, registry: CollectorRegistry, service: str) -> None:
+        self.commands = Counter(
+            f"{service}_db_commands_total",
+            "Commands sent to MongoDB (each one a round trip), by command name.",
+            ["command"],
+            registry=registry,
+        )
+
+    def started(self, event: CommandStartedEvent) -> None:
+        self.commands.labels(event.command_name).inc()
+
+    def succeeded(self, event: CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: CommandFailedEvent) -> None:
+        pass
+
+
+def connect_mongo(url: str, *, app_name: str, commands: CommandCounter | None = None) -> AsyncMongoClient[Document]:
     """Create a client; it connects lazily on first use."""
-    return AsyncMongoClient(url, tz_aware=True, appname=app_name, serverSelectionTimeoutMS=5000)
+    return AsyncMongoClient(
+        url,
+        tz_aware=True,
+        appname=app_name,
+        serverSelectionTimeoutMS=5000,
+        event_listeners=[commands] if commands is not None else [],
+    )
 
 
 @contextmanager
 def mongo_errors(operation: str) -> Iterator[None]:
-    """Translate driver errors: unreachable or timed out is transient, the rest permanent."""
+    """Translate driver errors: unreachable, timed out or busy is transient, the rest permanent."""
     try:
         yield
     except DuplicateKeyError:
@@ -53,4 +84,6 @@ def mongo_errors(operation: str) -> Iterator[None]:
     except PyMongoError as exc:
         if exc.timeout:
             raise TransientError(f"MongoDB timed out during {operation}") from exc
+        if any(marker in str(exc) for marker in _BUSY_MARKERS):
+            raise TransientError(f"MongoDB was busy during {operation}: {exc}") from exc
         raise PermanentError(f"MongoDB rejected {operation}: {exc}") from exc

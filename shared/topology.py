@@ -2,10 +2,12 @@
 
 External (fixed contract): the durable topic exchange ``sidebar`` carrying
 ``conversation.opened`` in and ``sidebar.ready.<business>.<conversation>`` out.
-Internal: the direct exchange ``sidebar.internal`` for widget jobs and results,
-and the fanout ``sidebar.dead-letter`` feeding one dead-letter queue.
-All queues are durable quorum queues with a delivery limit, so even a consumer
-that crashes on a message cannot loop on it forever.
+Internal: the direct exchange ``sidebar.internal`` for widget jobs and catalog
+change notices, and the fanout ``sidebar.dead-letter`` feeding one dead-letter
+queue. The shared queues are durable quorum queues with a delivery limit, so
+even a consumer that crashes on a message cannot loop on it forever. Each
+orchestrator replica also owns two private queues, exclusive to its connection:
+its results (the ``reply_to`` of every job it publishes) and its catalog notices.
 """
 
 from __future__ import annotations
@@ -24,10 +26,9 @@ CONVERSATION_OPENED_KEY = "conversation.opened"
 SIDEBAR_READY_PREFIX = "sidebar.ready"
 SIDEBAR_WIDGET_PREFIX = "sidebar.widget"
 WIDGET_JOB_KEY = "widget.job.v1"
-WIDGET_RESULT_KEY = "widget.result.v1"
+CATALOG_CHANGED_KEY = "catalog.changed.v1"
 
 CONVERSATION_OPENED_QUEUE = "orchestrator.conversation-opened"
-WIDGET_RESULTS_QUEUE = "orchestrator.widget-results"
 WIDGET_JOBS_QUEUE = "executor.widget-jobs"
 DEAD_LETTER_QUEUE = "sidebar.dead-letters"
 
@@ -44,6 +45,15 @@ def sidebar_widget_key(business_id: str, conversation_id: str) -> str:
     return f"{SIDEBAR_WIDGET_PREFIX}.{business_id}.{conversation_id}"
 
 
+def replica_results_queue(replica_id: str) -> str:
+    """Where an orchestrator replica's jobs reply: only the replica that owns a run collects it."""
+    return f"orchestrator.results.{replica_id}"
+
+
+def replica_catalog_queue(replica_id: str) -> str:
+    return f"orchestrator.catalog.{replica_id}"
+
+
 def sidebar_ready_pattern(business_id: str = "*", conversation_id: str = "*") -> str:
     """A binding key for subscribers: one business, or one conversation."""
     return f"{SIDEBAR_READY_PREFIX}.{business_id}.{conversation_id}"
@@ -58,7 +68,6 @@ class QueueSpec:
 
 QUEUES = (
     QueueSpec(CONVERSATION_OPENED_QUEUE, EXCHANGE, CONVERSATION_OPENED_KEY),
-    QueueSpec(WIDGET_RESULTS_QUEUE, INTERNAL_EXCHANGE, WIDGET_RESULT_KEY),
     QueueSpec(WIDGET_JOBS_QUEUE, INTERNAL_EXCHANGE, WIDGET_JOB_KEY),
 )
 

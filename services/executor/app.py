@@ -100,6 +100,7 @@ async def serve(settings: ExecutorSettings, stop: asyncio.Event) -> None:
             name="widget_jobs",
             broker=broker,
             queue_name=WIDGET_JOBS_QUEUE,
+            prefetch=settings.executor_concurrency,
             decode=decode_widget_job,
             handler=JobHandler(runner=runner, broker=broker, metrics=metrics, secrets=secret_box(settings)),
             log_fields=WidgetJob.log_fields,

@@ -1,8 +1,10 @@
 """The job handler: run one widget job, validate its output, publish the result.
 
-Sidebar jobs report to the orchestrator's results queue; test-run jobs reply to
-the caller's ``reply_to`` queue. A job that waited past its expiry is not run:
-its sidebar has been assembled already, so it is reported as a timeout.
+Every job names in its AMQP ``reply_to`` the private queue of whoever published
+it (the orchestrator replica that owns the run, or the store awaiting a test
+run); the result is published to ``sidebar.internal`` with that queue's name as
+routing key. A job that waited past its expiry is not run: its sidebar has been
+assembled already, so it is reported as a timeout.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from shared.contracts.jobs import WidgetJob, WidgetResult
 from shared.contracts.widget_output import InvalidWidgetOutput, validate_widget_output
 from shared.errors import PermanentError
 from shared.secrets import SecretBox, SecretsUnavailable
-from shared.topology import INTERNAL_EXCHANGE, WIDGET_RESULT_KEY
+from shared.topology import INTERNAL_EXCHANGE
 
 log = structlog.get_logger(__name__)
 
@@ -72,8 +74,8 @@ class JobHandler:
     secrets: SecretBox | None = None
 
     async def __call__(self, job: WidgetJob, delivery: Delivery) -> None:
-        if job.purpose == "test" and not delivery.reply_to:
-            raise PermanentError("a test job needs an AMQP reply_to queue")
+        if not delivery.reply_to:
+            raise PermanentError("a widget job needs an AMQP reply_to: the queue its result goes to")
         outcome = await self._run(job)
         result = result_for(job, outcome)
         self.metrics.jobs.labels(job.purpose, result.status).inc()
@@ -82,7 +84,7 @@ class JobHandler:
             self.metrics.sandbox_overhead.observe(max(0.0, outcome.duration_s - outcome.widget_s))
         if (reason := kill_reason(outcome)) is not None:
             self.metrics.kills.labels(reason).inc()
-        await self._publish(result, delivery)
+        await self._publish(result, delivery.reply_to, delivery.correlation_id)
         log.info(
             "widget.finished",
             status=result.status,
@@ -128,16 +130,14 @@ class JobHandler:
                 log.warning("secret.unopenable", secret_name=name)
         return opened
 
-    async def _publish(self, result: WidgetResult, delivery: Delivery) -> None:
+    async def _publish(self, result: WidgetResult, reply_to: str, correlation_id: str | None) -> None:
         message = OutgoingMessage(
             result.model_dump_json().encode(),
             message_type="widget.result",
             message_id=result.job_id,
-            correlation_id=delivery.correlation_id or result.job_id,
+            correlation_id=correlation_id or result.job_id,
         )
-        if result.purpose == "test":
-            assert delivery.reply_to is not None
-            await self.broker.publish_direct(delivery.reply_to, message)
-        else:
-            await self.broker.publish(INTERNAL_EXCHANGE, WIDGET_RESULT_KEY, message)
+        # Not mandatory: a reply queue is gone only with its owner, whose run is re-run by
+        # whoever takes over its event.
+        await self.broker.publish(INTERNAL_EXCHANGE, reply_to, message, mandatory=False)
         self.metrics.results.labels(result.purpose).inc()

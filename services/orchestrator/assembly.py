@@ -1,20 +1,24 @@
-"""Assemble a sidebar from a run: pure logic, no I/O.
+"""Assemble a sidebar from a run and its results: pure logic, no I/O.
 
 Every snapshotted widget appears exactly once, in position order; a widget
 without a result gets ``timeout``; failed widgets carry their name as the title
-and no items, so the frontend can keep the card's header.
+and no items, so the frontend can keep the card's header. A widget's output is
+the executor's typed ``WidgetOutput``, passed through as it is.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 
 from orchestrator.runs import Run, WidgetSnapshot
 from shared.contracts.events import SidebarReady, SidebarWidget, WidgetError
-from shared.contracts.widget_output import WidgetOutput, placeholder_output
+from shared.contracts.jobs import WidgetResult
+from shared.contracts.widget_output import placeholder_output
 
 _SIDEBAR_NAMESPACE = uuid.UUID("5b0f6a1e-3c2d-4e8f-9a7b-1d2c3e4f5a6b")
+_NO_RESULT = WidgetError(type="timeout", message="no result arrived before the sidebar deadline")
 
 
 def widget_event_id(business_id: str, event_id: str, widget_id: str) -> str:
@@ -26,11 +30,10 @@ def sidebar_event_id(business_id: str, event_id: str) -> str:
     return uuid.uuid5(_SIDEBAR_NAMESPACE, f"{business_id}:{event_id}").hex
 
 
-def widget_entry(run: Run, widget: WidgetSnapshot, generated_at: datetime) -> SidebarWidget:
-    """One widget's sidebar entry from what the run has recorded so far."""
-    result = run.results.get(widget.widget_id)
+def widget_entry(run: Run, widget: WidgetSnapshot, result: WidgetResult | None, now: datetime) -> SidebarWidget:
+    """One widget's sidebar entry: its result, or a timeout when none arrived."""
     if result is None:
-        waited = max(0, round((generated_at - run.received_at).total_seconds() * 1000))
+        waited = max(0, round((now - run.received_at).total_seconds() * 1000))
         return SidebarWidget(
             widget_id=widget.widget_id,
             name=widget.name,
@@ -38,7 +41,7 @@ def widget_entry(run: Run, widget: WidgetSnapshot, generated_at: datetime) -> Si
             status="timeout",
             duration_ms=waited,
             data=placeholder_output(widget.name),
-            error=WidgetError(type="timeout", message="no result arrived before the sidebar deadline"),
+            error=_NO_RESULT,
         )
     ok = result.status == "ok" and result.data is not None
     return SidebarWidget(
@@ -47,12 +50,12 @@ def widget_entry(run: Run, widget: WidgetSnapshot, generated_at: datetime) -> Si
         position=widget.position,
         status="ok" if ok else ("timeout" if result.status == "timeout" else "error"),
         duration_ms=result.duration_ms,
-        data=WidgetOutput.model_validate(result.data) if ok else placeholder_output(widget.name),
-        error=None if ok else WidgetError.model_validate(result.error or {"type": "error", "message": ""}),
+        data=result.data if ok and result.data is not None else placeholder_output(widget.name),
+        error=None if ok else (result.error or WidgetError(type="error", message="")),
     )
 
 
-def assemble_sidebar(run: Run, generated_at: datetime) -> SidebarReady:
+def assemble_sidebar(run: Run, results: Mapping[str, WidgetResult], generated_at: datetime) -> SidebarReady:
     ordered = sorted(run.widgets, key=lambda w: (w.position, w.widget_id))
     return SidebarReady(
         event_id=sidebar_event_id(run.business_id, run.event_id),
@@ -60,5 +63,5 @@ def assemble_sidebar(run: Run, generated_at: datetime) -> SidebarReady:
         conversation_id=run.conversation_id,
         trigger_event_id=run.event_id,
         generated_at=generated_at,
-        widgets=[widget_entry(run, widget, generated_at) for widget in ordered],
+        widgets=[widget_entry(run, w, results.get(w.widget_id), generated_at) for w in ordered],
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from shared.metrics import LATENCY_BUCKETS, WIDGET_DURATION_BUCKETS
 
@@ -17,14 +17,22 @@ class OrchestratorMetrics:
         )
         self.events = Counter(
             "orchestrator_events_total",
-            "conversation.opened events, by outcome (started, duplicate, resumed).",
+            "conversation.opened events, by outcome (started, duplicate, taken_over).",
             ["outcome"],
+            registry=registry,
+        )
+        self.runs_in_flight = Gauge(
+            "orchestrator_runs_in_flight", "Runs this replica owns and has not closed yet.", registry=registry
+        )
+        self.runs_abandoned = Counter(
+            "orchestrator_runs_abandoned_total",
+            "Runs dropped because the broker connection, and with it their event's delivery, was lost.",
             registry=registry,
         )
         self.jobs = Counter("orchestrator_jobs_published_total", "Widget jobs published.", registry=registry)
         self.results = Counter(
             "orchestrator_results_total",
-            "Widget results received, by status and outcome (recorded, ignored).",
+            "Widget results received, by status and outcome (collected, ignored).",
             ["status", "outcome"],
             registry=registry,
         )

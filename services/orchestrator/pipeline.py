@@ -1,8 +1,11 @@
-"""The orchestrator's handlers: start a run, record results, finalize a run.
+"""The orchestrator's handlers: events in, jobs out, results in, cards and sidebars out.
 
-All three are idempotent. Duplicate ``conversation.opened`` deliveries find the
-run already created; duplicate results find the slot already filled; competing
-finalizers lose the atomic claim. Only the claim winner publishes the sidebar.
+The replica that inserts a run owns it for as long as it holds the event's
+delivery: it publishes the jobs with its private results queue as ``reply_to``,
+collects the results in memory, publishes each card as it arrives, and at
+completion or deadline publishes ``sidebar.ready`` and records it. Only then is
+the event acked. If the owner dies, RabbitMQ redelivers the event; whoever gets
+it finds the run unpublished and takes it over, re-running its jobs.
 """
 
 from __future__ import annotations
@@ -12,15 +15,18 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import structlog
 
+from orchestrator.active_runs import ActiveRun, ActiveRuns, RunAbandoned
 from orchestrator.assembly import assemble_sidebar, widget_entry, widget_event_id
-from orchestrator.catalog import WidgetCatalog
+from orchestrator.catalog import BusinessCatalog
 from orchestrator.metrics import OrchestratorMetrics
-from orchestrator.runs import RecordedResult, Run, RunKey, RunStore, WidgetDefinition
+from orchestrator.runs import Run, RunKey, RunStore, WidgetDefinition, WidgetSnapshot
 from shared.broker import Broker, OutgoingMessage
 from shared.consumer import Delivery
+from shared.contracts.catalog import CatalogChanged
 from shared.contracts.events import (
     SCHEMA_VERSION,
     SIDEBAR_READY,
@@ -32,11 +38,12 @@ from shared.contracts.events import (
 )
 from shared.contracts.jobs import WidgetJob, WidgetResult, job_id_for
 from shared.errors import PermanentError, TransientError
+from shared.mongo import Document
 from shared.topology import EXCHANGE, INTERNAL_EXCHANGE, WIDGET_JOB_KEY, sidebar_ready_key, sidebar_widget_key
 
 log = structlog.get_logger(__name__)
 
-ContextLoader = Callable[[str, str], Awaitable[EventContext | None]]
+ContextLoader = Callable[[Document, str], Awaitable[EventContext | None]]
 Clock = Callable[[], datetime]
 
 
@@ -44,228 +51,259 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class Catalog(Protocol):
+    async def get(self, business_id: str) -> BusinessCatalog | None: ...
+
+    def invalidate(self, business_id: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class DeadlinePolicy:
     margin_s: float
     fixed_s: float | None = None
 
-    def deadline(self, received_at: datetime, widgets: list[WidgetDefinition]) -> datetime:
+    def deadline(self, received_at: datetime, widgets: tuple[WidgetSnapshot, ...]) -> datetime:
         if self.fixed_s is not None:
             return received_at + timedelta(seconds=self.fixed_s)
-        longest = max((w.snapshot.timeout_s for w in widgets), default=0.0)
+        longest = max((w.timeout_s for w in widgets), default=0.0)
         return received_at + timedelta(seconds=longest + self.margin_s)
 
 
 @dataclass(frozen=True)
-class Finalizer:
-    runs: RunStore
-    broker: Broker
-    metrics: OrchestratorMetrics
-    lease_s: float
-    publish_attempts: int = 8
-    clock: Clock = utc_now
+class Retry:
+    """Bounded retries of one idempotent step that must not be given up lightly."""
 
-    async def finalize(self, key: RunKey) -> bool:
-        """Assemble, store and publish the sidebar if this caller wins the claim."""
-        run = await self.runs.claim_for_assembly(key, self.clock(), self.lease_s)
-        if run is None:
-            return False
-        sidebar = assemble_sidebar(run, self.clock())
-        await self.runs.complete(key, sidebar)
-        await self._publish(sidebar)
-        await self.runs.mark_published(key, self.clock())
-        closed_by = "complete" if run.complete else "deadline"
-        self.metrics.sidebars.labels(closed_by).inc()
-        self.metrics.sidebar_latency.observe(max(0.0, (self.clock() - run.occurred_at).total_seconds()))
-        log.info(
-            "sidebar.published",
-            event_id=run.event_id,
+    within_s: float
+    first_backoff_s: float = 0.1
+    max_backoff_s: float = 2.0
+
+    async def run(self, step: Callable[[], Awaitable[None]]) -> None:
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self.within_s
+        backoff = self.first_backoff_s
+        while True:
+            try:
+                await step()
+                return
+            except TransientError as exc:
+                if isinstance(exc, RunAbandoned) or loop.time() + backoff > give_up_at:
+                    raise
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
+
+
+def _event_message(body: str, message_type: str, event_id: str) -> OutgoingMessage:
+    return OutgoingMessage(
+        body.encode(), message_type=message_type, message_id=event_id, headers={"schema_version": SCHEMA_VERSION}
+    )
+
+
+@dataclass(frozen=True)
+class Outbox:
+    """What the orchestrator publishes: jobs, cards and sidebars."""
+
+    broker: Broker
+    results_queue: str
+    metrics: OrchestratorMetrics
+
+    async def jobs(self, jobs: list[WidgetJob]) -> None:
+        """Publish a run's jobs together and wait for all their confirms."""
+        await asyncio.gather(*(self._job(job) for job in jobs))
+        self.metrics.jobs.inc(len(jobs))
+
+    async def _job(self, job: WidgetJob) -> None:
+        message = OutgoingMessage(
+            job.model_dump_json().encode(),
+            message_type="widget.job",
+            message_id=job.job_id,
+            reply_to=self.results_queue,
+        )
+        await self.broker.publish(INTERNAL_EXCHANGE, WIDGET_JOB_KEY, message)
+
+    async def card(self, run: Run, widget: WidgetSnapshot, result: WidgetResult) -> None:
+        """Best effort: sidebar.ready carries every card again."""
+        event = SidebarWidgetReady(
+            event_id=widget_event_id(run.business_id, run.event_id, widget.widget_id),
             business_id=run.business_id,
             conversation_id=run.conversation_id,
-            closed_by=closed_by,
-            widgets=len(sidebar.widgets),
-            statuses=sorted(w.status for w in sidebar.widgets),
+            trigger_event_id=run.event_id,
+            widget=widget_entry(run, widget, result, utc_now()),
         )
-        return True
+        key = sidebar_widget_key(run.business_id, run.conversation_id)
+        try:
+            message = _event_message(event.model_dump_json(), SIDEBAR_WIDGET, event.event_id)
+            await self.broker.publish(EXCHANGE, key, message, mandatory=False)
+        except TransientError as exc:
+            log.warning("widget.announce_failed", error=str(exc))
 
-    async def _publish(self, sidebar: SidebarReady) -> None:
-        message = OutgoingMessage(
-            sidebar.model_dump_json().encode(),
-            message_type=SIDEBAR_READY,
-            message_id=sidebar.event_id,
-            headers={"schema_version": SCHEMA_VERSION},
-        )
-        # The claim is ours: ride out a broker reconnect here rather than wait for the lease to
-        # expire, but give up well inside the lease so no other replica takes over meanwhile.
-        give_up_at = asyncio.get_running_loop().time() + self.lease_s / 2
-        for attempt in range(1, self.publish_attempts + 1):
-            try:
-                await self.broker.publish(
-                    EXCHANGE,
-                    sidebar_ready_key(sidebar.business_id, sidebar.conversation_id),
-                    message,
-                    mandatory=False,
-                )
-                return
-            except TransientError:
-                if attempt == self.publish_attempts or asyncio.get_running_loop().time() > give_up_at:
-                    raise
-                await asyncio.sleep(min(0.25 * 2 ** (attempt - 1), 2.0))
+    async def sidebar(self, sidebar: SidebarReady) -> None:
+        key = sidebar_ready_key(sidebar.business_id, sidebar.conversation_id)
+        message = _event_message(sidebar.model_dump_json(), SIDEBAR_READY, sidebar.event_id)
+        await self.broker.publish(EXCHANGE, key, message, mandatory=False)
 
 
 @dataclass(frozen=True)
 class OpenedHandler:
+    replica_id: str
     runs: RunStore
-    catalog: WidgetCatalog
+    active: ActiveRuns
+    catalog: Catalog
     load_context: ContextLoader
-    broker: Broker
-    finalizer: Finalizer
+    outbox: Outbox
     deadlines: DeadlinePolicy
     metrics: OrchestratorMetrics
-    schedule: Callable[[Run], None]
+    retry: Retry
     clock: Clock = utc_now
 
     async def __call__(self, event: ConversationOpened, delivery: Delivery) -> None:
         key = RunKey(event.business_id, event.event_id)
-        existing = await self.runs.get(key)
-        if existing is not None and existing.jobs_published:
-            self.metrics.events.labels("duplicate").inc()
+        if not delivery.redelivered and self.active.get(key) is not None:
+            self._duplicate()
             return
-        context = event.context or await self.load_context(event.business_id, event.conversation_id)
+        catalog = await self.catalog.get(event.business_id)
+        if catalog is None:
+            raise PermanentError(f"business {event.business_id!r} is unknown")
+        run = self._new_run(event, tuple(w.snapshot for w in catalog.widgets))
+        created, context = await asyncio.gather(self.runs.create(run, self.replica_id), self._context(event, catalog))
+        widgets = list(catalog.widgets)
+        if created:
+            self.metrics.events.labels("started").inc()
+            log.info("run.started", widgets=len(widgets))
+        else:
+            # A first delivery of a known event is a duplicate: the run's owner holds the original
+            # delivery, and if it dies, that delivery comes back marked redelivered.
+            if not delivery.redelivered:
+                self._duplicate()
+                return
+            stored = await self.runs.get(key)
+            if stored is None:
+                raise TransientError(f"run {event.event_id} is not readable yet after a concurrent create")
+            if stored.published:
+                self._duplicate()
+                return
+            run = self._takeover(stored.run)
+            widgets = catalog.definitions(run.widgets)
+            self.metrics.events.labels("taken_over").inc()
+            log.info("run.taken_over", attempt=run.attempt, widgets=len(widgets))
         if context is None:
             raise PermanentError(
-                f"business {event.business_id!r} or conversation {event.conversation_id!r} is unknown "
+                f"conversation {event.conversation_id!r} of business {event.business_id!r} is unknown "
                 "and the event carries no context"
             )
-        if existing is None:
-            widgets = await self.catalog.active_widgets(event.business_id)
-            run = self._new_run(event, widgets)
-            if await self.runs.create(run):
-                self.metrics.events.labels("started").inc()
-            else:
-                run = await self._existing(key)
-                if run.jobs_published:
-                    self.metrics.events.labels("duplicate").inc()
-                    return
-                widgets = await self._definitions(run)
-        else:
-            # A delivery of an event whose first handling died before publishing its jobs.
-            self.metrics.events.labels("resumed").inc()
-            run = existing
-            widgets = await self._definitions(run)
-        await self._publish_jobs(event, run, widgets, context)
-        await self.runs.mark_jobs_published(key)
-        if run.widgets:
-            self.schedule(run)
-        else:
-            await self.finalizer.finalize(key)
+        await self._run(run, widgets, context, catalog.sealed_secrets)
 
-    def _new_run(self, event: ConversationOpened, widgets: list[WidgetDefinition]) -> Run:
+    async def _run(
+        self, run: Run, widgets: list[WidgetDefinition], context: EventContext, secrets: dict[str, str]
+    ) -> None:
+        active = self.active.start(run)
+        self.metrics.runs_in_flight.inc()
+        try:
+            await self.outbox.jobs([self._job(run, widget, context, secrets) for widget in widgets])
+            await active.wait((run.deadline_at - self.clock()).total_seconds())
+            await self._close(active)
+        finally:
+            self.active.finish(active)
+            self.metrics.runs_in_flight.dec()
+
+    async def _close(self, active: ActiveRun) -> None:
+        run, results = active.run, dict(active.results)
+        sidebar = assemble_sidebar(run, results, self.clock())
+
+        async def publish() -> None:
+            active.check()  # once abandoned, the sidebar is its new owner's to publish
+            await self.outbox.sidebar(sidebar)
+
+        await self.retry.run(publish)
+        closed_by = "complete" if active.complete else "deadline"
+        log.info(
+            "sidebar.published",
+            closed_by=closed_by,
+            widgets=len(sidebar.widgets),
+            statuses=sorted(w.status for w in sidebar.widgets),
+        )
+        self.metrics.sidebars.labels(closed_by).inc()
+        self.metrics.sidebar_latency.observe(max(0.0, (self.clock() - run.occurred_at).total_seconds()))
+        # Between the publish above and this record lies the one window in which a crash
+        # publishes the sidebar twice: the redelivered event finds the run unpublished.
+        await self.retry.run(lambda: self.runs.record(run, sidebar, results))
+
+    async def _context(self, event: ConversationOpened, catalog: BusinessCatalog) -> EventContext | None:
+        if event.context is not None:
+            return event.context
+        return await self.load_context(catalog.business, event.conversation_id)
+
+    def _duplicate(self) -> None:
+        self.metrics.events.labels("duplicate").inc()
+        log.info("event.duplicate")
+
+    def _new_run(self, event: ConversationOpened, widgets: tuple[WidgetSnapshot, ...]) -> Run:
         received_at = self.clock()
         return Run(
             event_id=event.event_id,
             business_id=event.business_id,
             conversation_id=event.conversation_id,
             agent_id=event.agent_id,
-            status="collecting",
             occurred_at=event.occurred_at,
             received_at=received_at,
             deadline_at=self.deadlines.deadline(received_at, widgets),
-            widgets=tuple(w.snapshot for w in widgets),
+            widgets=widgets,
         )
 
-    async def _existing(self, key: RunKey) -> Run:
-        run = await self.runs.get(key)
-        if run is None:
-            raise TransientError(f"run {key.event_id} is not readable yet after a concurrent create")
-        return run
+    def _takeover(self, run: Run) -> Run:
+        """Its results died with its owner: run the jobs again, against a fresh deadline."""
+        received_at = self.clock()
+        return dataclasses.replace(
+            run,
+            received_at=received_at,
+            deadline_at=self.deadlines.deadline(received_at, run.widgets),
+            attempt=run.attempt + 1,
+        )
 
-    async def _definitions(self, run: Run) -> list[WidgetDefinition]:
-        found = await self.catalog.widgets_by_id(run.business_id, [w.widget_id for w in run.widgets])
-        return [found[w.widget_id] for w in run.widgets if w.widget_id in found]
-
-    async def _publish_jobs(
-        self, event: ConversationOpened, run: Run, widgets: list[WidgetDefinition], context: EventContext
-    ) -> None:
-        secrets = await self.catalog.sealed_secrets(run.business_id) if widgets else {}
-        for widget in widgets:
-            snapshot = widget.snapshot
-            job = WidgetJob(
-                job_id=job_id_for(run.event_id, snapshot.widget_id),
-                run_id=run.event_id,
-                purpose="sidebar",
-                business_id=run.business_id,
-                conversation_id=run.conversation_id,
-                widget_id=snapshot.widget_id,
-                widget_name=snapshot.name,
-                code=widget.code,
-                timeout_s=snapshot.timeout_s,
-                context=context,
-                expires_at=run.deadline_at,
-                secrets=secrets,
-            )
-            await self.broker.publish(
-                INTERNAL_EXCHANGE,
-                WIDGET_JOB_KEY,
-                OutgoingMessage(job.model_dump_json().encode(), message_type="widget.job", message_id=job.job_id),
-            )
-            self.metrics.jobs.inc()
+    @staticmethod
+    def _job(run: Run, widget: WidgetDefinition, context: EventContext, secrets: dict[str, str]) -> WidgetJob:
+        return WidgetJob(
+            job_id=job_id_for(run.event_id, widget.snapshot.widget_id),
+            run_id=run.event_id,
+            purpose="sidebar",
+            business_id=run.business_id,
+            conversation_id=run.conversation_id,
+            widget_id=widget.snapshot.widget_id,
+            widget_name=widget.snapshot.name,
+            code=widget.code,
+            timeout_s=widget.snapshot.timeout_s,
+            context=context,
+            expires_at=run.deadline_at,
+            secrets=secrets,
+        )
 
 
 @dataclass(frozen=True)
 class ResultHandler:
-    runs: RunStore
-    broker: Broker
-    finalizer: Finalizer
+    active: ActiveRuns
+    outbox: Outbox
     metrics: OrchestratorMetrics
 
     async def __call__(self, result: WidgetResult, delivery: Delivery) -> None:
         if result.purpose != "sidebar":
-            raise PermanentError(f"a {result.purpose!r} result was routed to the sidebar results queue")
-        recorded = RecordedResult(
-            status=result.status,
-            duration_ms=result.duration_ms,
-            data=result.data.model_dump(mode="json") if result.data else None,
-            error=result.error.model_dump() if result.error else None,
-            job_id=result.job_id,
-            logs=result.logs,
-            logs_truncated=result.logs_truncated,
-        )
-        key = RunKey(result.business_id, result.run_id)
-        fresh = await self.runs.record_result(key, result.widget_id, recorded)
-        progress = await self.runs.progress(key, result.widget_id) if fresh else None
-        if progress is None or progress.run.status != "collecting":
+            raise PermanentError(f"a {result.purpose!r} result was routed to an orchestrator")
+        active = self.active.get(RunKey(result.business_id, result.run_id))
+        widget = active.add(result) if active is not None else None
+        if active is None or widget is None:
             self.metrics.results.labels(result.status, "ignored").inc()
-            log.info("result.ignored", reason="duplicate result, or its run is unknown or already assembled")
+            log.info("result.ignored", reason="duplicate or late result, or its run is not owned here")
             return
-        self.metrics.results.labels(result.status, "recorded").inc()
+        self.metrics.results.labels(result.status, "collected").inc()
         self.metrics.widget_duration.labels(result.status).observe(result.duration_ms / 1000)
-        await self._announce(dataclasses.replace(progress.run, results={result.widget_id: recorded}), result.widget_id)
-        if progress.complete:
-            await self.finalizer.finalize(key)
-
-    async def _announce(self, run: Run, widget_id: str) -> None:
-        """Publish the widget's card at once, so a slow widget never holds up the others."""
-        snapshot = next((w for w in run.widgets if w.widget_id == widget_id), None)
-        if snapshot is None:
-            return
-        event = SidebarWidgetReady(
-            event_id=widget_event_id(run.business_id, run.event_id, widget_id),
-            business_id=run.business_id,
-            conversation_id=run.conversation_id,
-            trigger_event_id=run.event_id,
-            widget=widget_entry(run, snapshot, utc_now()),
-        )
-        message = OutgoingMessage(
-            event.model_dump_json().encode(),
-            message_type=SIDEBAR_WIDGET,
-            message_id=event.event_id,
-            headers={"schema_version": SCHEMA_VERSION},
-        )
         try:
-            await self.broker.publish(
-                EXCHANGE, sidebar_widget_key(run.business_id, run.conversation_id), message, mandatory=False
-            )
-        except TransientError as exc:
-            # Best effort: sidebar.ready still carries this widget.
-            log.warning("widget.announce_failed", error=str(exc))
+            await self.outbox.card(active.run, widget, result)
+        finally:
+            active.announced()
+
+
+@dataclass(frozen=True)
+class CatalogHandler:
+    catalog: Catalog
+
+    async def __call__(self, notice: CatalogChanged, delivery: Delivery) -> None:
+        self.catalog.invalidate(notice.business_id)
+        log.info("catalog.invalidated", what=notice.what)

@@ -9,11 +9,18 @@ from shared.settings import CommonSettings, MongoSettings
 
 class OrchestratorSettings(CommonSettings, MongoSettings):
     orchestrator_metrics_port: int = Field(default=9101, ge=0, le=65535)
-    orchestrator_prefetch: int = Field(default=32, ge=1, le=1000)
+    # Runs a replica owns at once: each holds its conversation.opened delivery until its
+    # sidebar is recorded, so this is the prefetch of the events queue.
+    orchestrator_prefetch: int = Field(default=100, ge=1, le=1000)
+    # Unacked results a replica takes at once; they are handled in memory, in microseconds.
+    orchestrator_results_prefetch: int = Field(default=500, ge=1, le=5000)
     # The sidebar deadline is the largest widget timeout plus this margin,
     # unless sidebar_deadline_s fixes it outright.
     sidebar_deadline_margin_s: float = Field(default=2.0, ge=0)
     sidebar_deadline_s: float | None = Field(default=None, gt=0)
-    sweep_interval_s: float = Field(default=1.0, gt=0)
-    # A replica that claimed a run for assembly and died is replaced after this long.
-    assembly_lease_s: float = Field(default=30.0, gt=0)
+    # A business's widgets and sealed secrets are cached this long at most; the store's
+    # catalog.changed notices drop an entry at once.
+    catalog_ttl_s: float = Field(default=30.0, gt=0)
+    # How long publishing or recording a sidebar is retried before the run is handed back
+    # to the broker (and re-run by whichever replica gets its event next).
+    sidebar_retry_s: float = Field(default=15.0, gt=0)

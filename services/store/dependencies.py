@@ -61,7 +61,9 @@ async def open_store(
     """Connect everything the handlers need; close it all, in reverse order, on exit."""
     metrics = metrics if metrics is not None else StoreMetrics()
     async with AsyncExitStack() as stack:
-        client = connect_mongo(settings.mongodb_url.get_secret_value(), app_name=SERVICE_NAME)
+        client = connect_mongo(
+            settings.mongodb_url.get_secret_value(), app_name=SERVICE_NAME, commands=metrics.db_commands
+        )
         stack.push_async_callback(client.close)
         db = client[settings.mongodb_database]
         businesses = BusinessRepository(db)

@@ -1,20 +1,26 @@
-"""Publishing ``conversation.opened``: the store's half of the external event contract.
+"""What the store publishes: ``conversation.opened`` (its half of the external event
+contract) and ``catalog.changed`` (internal: orchestrators drop their cached catalog).
 
-The event carries no context; the orchestrator loads it from the database, so
-the stored conversation is the single source of truth.
+The opened event carries no context; the orchestrator loads it from the database,
+so the stored conversation is the single source of truth.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Literal
 
 import structlog
 
 from shared.broker import Broker, OutgoingMessage
+from shared.contracts.catalog import CATALOG_CHANGED, CatalogChanged
 from shared.contracts.events import CONVERSATION_OPENED, SCHEMA_VERSION, ConversationOpened
-from shared.topology import CONVERSATION_OPENED_KEY, EXCHANGE
+from shared.errors import TransientError
+from shared.topology import CATALOG_CHANGED_KEY, CONVERSATION_OPENED_KEY, EXCHANGE, INTERNAL_EXCHANGE
 from store.metrics import StoreMetrics
+
+log = structlog.get_logger(__name__)
 
 
 class EventPublisher:
@@ -43,3 +49,15 @@ class EventPublisher:
         self._metrics.events_published.labels(CONVERSATION_OPENED).inc()
         structlog.contextvars.bind_contextvars(event_id=event.event_id)
         return event
+
+    async def catalog_changed(self, business_id: str, what: Literal["widgets", "secrets"]) -> None:
+        """Tell every orchestrator to drop its cached catalog of the business. Best effort: the
+        write is stored already, and a missed notice only lasts until the cache's TTL."""
+        notice = CatalogChanged(business_id=business_id, what=what)
+        message = OutgoingMessage(notice.model_dump_json().encode(), message_type=CATALOG_CHANGED)
+        try:
+            await self._broker.publish(INTERNAL_EXCHANGE, CATALOG_CHANGED_KEY, message, mandatory=False)
+        except TransientError as exc:
+            log.warning("catalog.notice_failed", what=what, error=str(exc))
+            return
+        self._metrics.events_published.labels(CATALOG_CHANGED).inc()

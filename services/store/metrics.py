@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from shared.metrics import LATENCY_BUCKETS, WIDGET_DURATION_BUCKETS, new_registry
+from shared.mongo import CommandCounter
 
 METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -15,6 +16,7 @@ UNMATCHED_ROUTE = "(unmatched)"
 class StoreMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else new_registry()
+        self.db_commands = CommandCounter(self.registry, "store")
         self.http_requests = Counter(
             "store_http_requests_total",
             "HTTP requests handled, by method, route template and status code.",

@@ -58,6 +58,7 @@ class TestRunClient:
         client = cls(broker, await broker.declare_reply_queue(), metrics, secrets, margin_s)
         # Replies are consumed without acks: a reply nobody waits for any more is worthless.
         client._consumer_tag = await client._reply_queue.consume(client._on_reply, no_ack=True)
+        log.info("test_runs.ready", reply_queue=client._reply_queue.name)
         return client
 
     async def close(self) -> None:

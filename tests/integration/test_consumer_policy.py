@@ -62,6 +62,7 @@ async def consumer(broker: Broker) -> AsyncIterator[tuple[Consumer[dict[str, str
         handler=recorder,
         log_fields=lambda m: {"event_id": m["id"]},
         metrics=ConsumerMetrics(CollectorRegistry(), "test"),
+        prefetch=10,
         policy=RetryPolicy(max_attempts=3, backoff_initial_s=0.01, backoff_max_s=0.05),
     )
     await value.start()
@@ -161,6 +162,7 @@ async def test_handlers_run_concurrently_up_to_the_prefetch(broker: Broker) -> N
         handler=handler,
         log_fields=lambda m: {},
         metrics=ConsumerMetrics(CollectorRegistry(), "test"),
+        prefetch=10,
     )
     await value.start()
     for n in range(3):
@@ -169,3 +171,46 @@ async def test_handlers_run_concurrently_up_to_the_prefetch(broker: Broker) -> N
     release.set()
     await value.stop(5)
     assert sorted(started) == ["0", "1", "2"]
+
+
+async def test_the_prefetch_bounds_unacked_deliveries_on_the_consumers_own_channel(broker: Broker) -> None:
+    """With prefetch 2 and five messages, two handlers run and the broker still holds three."""
+    await broker.queue(WIDGET_JOBS_QUEUE).purge()
+    started: list[str] = []
+    release = asyncio.Event()
+    two_started, all_done = asyncio.Event(), asyncio.Event()
+
+    async def handler(message: dict[str, str], delivery: Delivery) -> None:
+        started.append(message["id"])
+        if len(started) == 2:
+            two_started.set()
+        await release.wait()
+        if len(started) == 5:
+            all_done.set()
+
+    value: Consumer[dict[str, str]] = Consumer(
+        name="bounded",
+        broker=broker,
+        queue_name=WIDGET_JOBS_QUEUE,
+        decode=_decode,
+        handler=handler,
+        log_fields=lambda m: {},
+        metrics=ConsumerMetrics(CollectorRegistry(), "test"),
+        prefetch=2,
+    )
+    for n in range(5):
+        await _publish(broker, json.dumps({"id": str(n), "mode": "ok"}).encode())
+    await value.start()
+    try:
+        await asyncio.wait_for(two_started.wait(), 10)
+        channel = await broker.connection.channel()
+        declared = await channel.declare_queue(WIDGET_JOBS_QUEUE, passive=True)
+        await channel.close()
+        assert declared.declaration_result.message_count == 3
+        assert len(started) == 2
+        release.set()
+        await asyncio.wait_for(all_done.wait(), 10)
+    finally:
+        release.set()
+        await value.stop(5)
+    assert sorted(started) == ["0", "1", "2", "3", "4"]

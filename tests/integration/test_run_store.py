@@ -1,5 +1,6 @@
 """One behaviour suite for the run store, run against the MongoDB adapter on a real
-MongoDB-protocol server and against the in-memory fake: every transition is atomic and idempotent."""
+MongoDB-protocol server and against the in-memory fake: a run is created once, and its
+record marks it published, keeps its history and keeps the newest sidebar as the latest."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 from orchestrator.assembly import assemble_sidebar
 from orchestrator.memory_runs import InMemoryRunStore
 from orchestrator.mongo_runs import MongoRunStore
-from orchestrator.runs import RecordedResult, Run, RunStore, WidgetSnapshot
+from orchestrator.runs import Run, RunStore, WidgetSnapshot
+from shared.contracts.jobs import WidgetResult
+from shared.contracts.widget_output import WidgetOutput
 from shared.ids import scoped_key
-from shared.mongo import SIDEBARS, Document
+from shared.mongo import RUNS, SIDEBARS, Document
 
 
 @pytest.fixture(params=["mongo", "memory"])
@@ -24,165 +27,107 @@ def store(request: pytest.FixtureRequest, db: AsyncDatabase[Document]) -> RunSto
     return InMemoryRunStore() if request.param == "memory" else MongoRunStore(db)
 
 
-def _run(now: datetime, *, deadline_s: float = 10) -> Run:
+def _run(now: datetime, *, conversation_id: str | None = None, business_id: str = "acme") -> Run:
     return Run(
         event_id=uuid.uuid4().hex,
-        business_id="acme",
-        conversation_id=f"c-{uuid.uuid4().hex[:8]}",
-        status="collecting",
+        business_id=business_id,
+        conversation_id=conversation_id or f"c-{uuid.uuid4().hex[:8]}",
         occurred_at=now,
         received_at=now,
-        deadline_at=now + timedelta(seconds=deadline_s),
+        deadline_at=now + timedelta(seconds=10),
         widgets=(WidgetSnapshot("a", "A", 1, 5.0), WidgetSnapshot("b", "B", 2, 5.0)),
     )
 
 
-def _result(status: str = "ok", job_id: str = "j") -> RecordedResult:
-    data = {"title": "A", "items": []} if status == "ok" else None
-    return RecordedResult(status=status, duration_ms=5, data=data, error=None, job_id=job_id)
+def _result(run: Run, widget_id: str) -> WidgetResult:
+    return WidgetResult(
+        job_id=f"{run.event_id}.{widget_id}",
+        run_id=run.event_id,
+        purpose="sidebar",
+        business_id=run.business_id,
+        conversation_id=run.conversation_id,
+        widget_id=widget_id,
+        status="ok",
+        duration_ms=5,
+        data=WidgetOutput(title=widget_id.upper(), items=[]),
+        error=None,
+        logs=f"log of {widget_id}\n",
+        finished_at=run.received_at,
+    )
+
+
+async def test_a_run_is_created_once_and_reads_back_unpublished(store: RunStore) -> None:
+    run = _run(datetime.now(UTC))
+    assert await store.create(run, "replica-1") is True
+    assert await store.create(run, "replica-2") is False
+    stored = await store.get(run.key)
+    assert stored is not None
+    assert stored.published is False
+    assert stored.run.widgets == run.widgets
+    assert (stored.run.event_id, stored.run.conversation_id) == (run.event_id, run.conversation_id)
+
+
+async def test_concurrent_creates_have_exactly_one_winner(store: RunStore) -> None:
+    run = _run(datetime.now(UTC))
+    outcomes = await asyncio.gather(*(store.create(run, f"replica-{n}") for n in range(5)))
+    assert sorted(outcomes) == [False, False, False, False, True]
 
 
 async def test_runs_of_different_businesses_never_collide(store: RunStore) -> None:
     run = _run(datetime.now(UTC))
     other = Run(**{**vars(run), "business_id": "globex"})
-    assert await store.create(run) is True
-    assert await store.create(other) is True
-    assert await store.record_result(run.key, "a", _result("ok", f"{run.event_id}.a")) is True
-    assert await store.record_result(other.key, "a", _result("ok", f"{run.event_id}.a")) is True
-    assert await store.claim_for_assembly(run.key, datetime.now(UTC), 30) is not None
-    assert await store.claim_for_assembly(other.key, datetime.now(UTC), 30) is not None
+    assert await store.create(run, "r") is True
+    assert await store.create(other, "r") is True
 
 
-async def test_a_run_is_created_once(store: RunStore) -> None:
-    run = _run(datetime.now(UTC))
-    assert await store.create(run) is True
-    assert await store.create(run) is False
-    stored = await store.get(run.key)
-    assert stored is not None
-    assert stored.widgets == run.widgets
-    assert stored.jobs_published is False
-    await store.mark_jobs_published(run.key)
-    await store.mark_jobs_published(run.key)
-    published = await store.get(run.key)
-    assert published is not None and published.jobs_published is True
+async def test_an_unknown_run_reads_as_none(store: RunStore) -> None:
+    assert await store.get(_run(datetime.now(UTC)).key) is None
 
 
-async def test_each_job_result_is_recorded_once(store: RunStore) -> None:
-    run = _run(datetime.now(UTC))
-    await store.create(run)
-    assert await store.record_result(run.key, "a", _result("ok", f"{run.event_id}.a")) is True
-    assert await store.record_result(run.key, "a", _result("error", f"{run.event_id}.a")) is False
-    partial = await store.get(run.key)
-    assert partial is not None and set(partial.results) == {"a"} and not partial.complete
-    assert await store.record_result(run.key, "b", _result("ok", f"{run.event_id}.b")) is True
-    both = await store.get(run.key)
-    assert both is not None and both.complete
-    assert both.results["a"].status == "ok"
-
-
-async def test_concurrent_results_are_never_lost(store: RunStore) -> None:
-    widgets = tuple(WidgetSnapshot(f"w{n}", f"W{n}", n, 5.0) for n in range(12))
-    run = Run(**{**vars(_run(datetime.now(UTC))), "widgets": widgets})
-    await store.create(run)
-    recorded = await asyncio.gather(
-        *(store.record_result(run.key, w.widget_id, _result("ok", f"{run.event_id}.{w.widget_id}")) for w in widgets)
-    )
-    assert all(recorded)
-    stored = await store.get(run.key)
-    assert stored is not None and stored.complete
-
-
-async def test_progress_says_when_every_widget_has_a_result(store: RunStore) -> None:
-    widgets = tuple(WidgetSnapshot(f"w{n}", f"W{n}", n, 5.0) for n in range(4))
-    run = Run(**{**vars(_run(datetime.now(UTC))), "widgets": widgets})
-    assert await store.progress(run.key, "w0") is None, "unknown run"
-    await store.create(run)
-    for n in (2, 0, 3):
-        await store.record_result(run.key, f"w{n}", _result("ok", f"{run.event_id}.w{n}"))
-        progress = await store.progress(run.key, f"w{n}")
-        assert progress is not None and not progress.complete
-        assert progress.run.status == "collecting" and progress.run.widgets == widgets
-        assert progress.run.results == {}
-    await store.record_result(run.key, "w1", _result("error", f"{run.event_id}.w1"))
-    progress = await store.progress(run.key, "w1")
-    assert progress is not None and progress.complete
-    claimed = await store.claim_for_assembly(run.key, datetime.now(UTC), 30)
-    assert claimed is not None
-    after = await store.progress(run.key, "w1")
-    assert after is not None and after.run.status == "assembling"
-
-
-async def test_concurrent_last_results_leave_at_least_one_seeing_the_run_complete(store: RunStore) -> None:
-    widgets = tuple(WidgetSnapshot(f"w{n}", f"W{n}", n, 5.0) for n in range(6))
-    run = Run(**{**vars(_run(datetime.now(UTC))), "widgets": widgets})
-    await store.create(run)
-
-    async def deliver(widget_id: str) -> bool:
-        await store.record_result(run.key, widget_id, _result("ok", f"{run.event_id}.{widget_id}"))
-        progress = await store.progress(run.key, widget_id)
-        return progress is not None and progress.complete
-
-    seen_complete = await asyncio.gather(*(deliver(w.widget_id) for w in widgets))
-    assert any(seen_complete)
-
-
-async def test_concurrent_claims_have_exactly_one_winner(store: RunStore) -> None:
+async def test_a_recorded_run_is_published_and_recording_it_again_changes_nothing(store: RunStore) -> None:
     now = datetime.now(UTC)
     run = _run(now)
-    await store.create(run)
-    claims = await asyncio.gather(*(store.claim_for_assembly(run.key, now, 30) for _ in range(8)))
-    assert sum(claim is not None for claim in claims) == 1
+    await store.create(run, "r")
+    results = {"a": _result(run, "a")}
+    sidebar = assemble_sidebar(run, results, now)
+    await store.record(run, sidebar, results)
+    await store.record(run, sidebar, results)
+    stored = await store.get(run.key)
+    assert stored is not None and stored.published is True
 
 
-async def test_an_expired_claim_can_be_taken_over(store: RunStore) -> None:
-    now = datetime.now(UTC)
-    run = _run(now)
-    await store.create(run)
-    assert await store.claim_for_assembly(run.key, now, 30) is not None
-    assert await store.claim_for_assembly(run.key, now + timedelta(seconds=5), 30) is None
-    assert await store.claim_for_assembly(run.key, now + timedelta(seconds=31), 30) is not None
-    await store.mark_published(run.key, now)
-    assert await store.claim_for_assembly(run.key, now + timedelta(seconds=99), 30) is None
-
-
-async def test_due_lists_unpublished_runs_past_their_deadline(store: RunStore) -> None:
-    now = datetime.now(UTC)
-    late, fresh, published = _run(now, deadline_s=-1), _run(now, deadline_s=60), _run(now, deadline_s=-1)
-    for run in (late, fresh, published):
-        await store.create(run)
-    await store.mark_published(published.key, now)
-    due = await store.due(now, 30, 100)
-    assert late.key in due
-    assert fresh.key not in due
-    assert published.key not in due
-
-
-async def test_the_latest_sidebar_is_never_replaced_by_an_older_one(db: AsyncDatabase[Document]) -> None:
+async def test_the_record_keeps_history_logs_and_the_latest_sidebar(db: AsyncDatabase[Document]) -> None:
     store = MongoRunStore(db)
     now = datetime.now(UTC)
-    older, newer = _run(now), _run(now)
+    run = _run(now)
+    await store.create(run, "replica-1")
+    results = {"a": _result(run, "a"), "b": _result(run, "b")}
+    sidebar = assemble_sidebar(run, results, now)
+    await store.record(run, sidebar, results)
+    history = await db[RUNS].find_one({"_id": scoped_key("acme", run.event_id)})
+    assert history is not None
+    assert history["owner"] == "replica-1"
+    assert json.loads(history["sidebar_json"]) == sidebar.model_dump(mode="json")
+    assert [(r["widget_id"], r["logs"]) for r in history["results"]] == [("a", "log of a\n"), ("b", "log of b\n")]
+    latest = await db[SIDEBARS].find_one({"_id": scoped_key("acme", run.conversation_id)})
+    assert latest is not None and latest["sidebar_json"] == sidebar.model_dump_json()
+
+
+async def test_the_latest_sidebar_is_never_replaced_by_an_older_one(store: RunStore) -> None:
+    now = datetime.now(UTC)
+    older, newer = _run(now), _run(now, conversation_id=f"c-{uuid.uuid4().hex[:8]}")
     newer = Run(**{**vars(newer), "conversation_id": older.conversation_id})
     for run in (older, newer):
-        await store.create(run)
-    await store.complete(newer.key, assemble_sidebar(newer, now + timedelta(seconds=2)))
-    await store.complete(older.key, assemble_sidebar(older, now + timedelta(seconds=1)))
-    latest = await db[SIDEBARS].find_one({"_id": scoped_key("acme", older.conversation_id)})
-    assert latest is not None
-    assert latest["trigger_event_id"] == newer.event_id
-    history = await db["runs"].find_one({"_id": scoped_key("acme", older.event_id)})
-    assert history is not None
-    assert json.loads(history["sidebar_json"])["trigger_event_id"] == older.event_id
+        await store.create(run, "r")
+    await store.record(newer, assemble_sidebar(newer, {}, now + timedelta(seconds=1)), {})
+    await store.record(older, assemble_sidebar(older, {}, now), {})
+    assert await _latest_trigger(store, older) == newer.event_id
 
 
-async def test_a_claim_whose_holder_died_before_recording_it_is_taken_over(db: AsyncDatabase[Document]) -> None:
-    """The marker was inserted but the run never learned about it: once its lease ends, the next claim wins."""
-    store = MongoRunStore(db)
-    now = datetime.now(UTC)
-    run = _run(now)
-    await store.create(run)
-    run_id = scoped_key(run.business_id, run.event_id)
-    await db["run_markers"].insert_one({"_id": f"{run_id}:claim-1", "at": now})
-    assert await store.claim_for_assembly(run.key, now + timedelta(seconds=5), 30) is None
-    assert await store.claim_for_assembly(run.key, now + timedelta(seconds=31), 30) is not None
-    stored = await db["runs"].find_one({"_id": run_id})
-    assert stored is not None and stored["claim_attempt"] == 2
+async def _latest_trigger(store: RunStore, run: Run) -> str | None:
+    if isinstance(store, InMemoryRunStore):
+        latest = store.latest.get((run.business_id, run.conversation_id))
+        return None if latest is None else latest.trigger_event_id
+    assert isinstance(store, MongoRunStore)
+    doc = await store._sidebars.find_one({"_id": scoped_key(run.business_id, run.conversation_id)})
+    return None if doc is None else str(doc["trigger_event_id"])

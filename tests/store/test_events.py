@@ -10,8 +10,9 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
 from shared.broker import Broker
+from shared.contracts.catalog import CatalogChanged, decode_catalog_changed
 from shared.contracts.events import decode_conversation_opened
-from shared.topology import CONVERSATION_OPENED_KEY, EXCHANGE
+from shared.topology import CATALOG_CHANGED_KEY, CONVERSATION_OPENED_KEY, EXCHANGE, INTERNAL_EXCHANGE
 from store.settings import StoreSettings
 from tests.store.conftest import Tenant
 
@@ -90,3 +91,39 @@ async def test_opening_an_unknown_conversation_is_a_404_and_publishes_nothing(
     assert response.status_code == 404
     assert response.json() == {"detail": "conversation 'ghost' not found"}
     assert await opened_queue.get(fail=False) is None
+
+
+@pytest.fixture
+async def catalog_queue(settings: StoreSettings) -> AsyncIterator[AbstractQueue]:
+    """A temporary queue bound like an orchestrator's catalog queue."""
+    broker = await Broker.connect(settings.rabbitmq_url.get_secret_value(), prefetch=10, name="store-tests")
+    try:
+        queue = await broker.consume_channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(INTERNAL_EXCHANGE, routing_key=CATALOG_CHANGED_KEY)
+        yield queue
+    finally:
+        await broker.close()
+
+
+async def _notices(queue: AbstractQueue) -> list[CatalogChanged]:
+    notices = []
+    while (message := await queue.get(fail=False)) is not None:
+        await message.ack()
+        notices.append(decode_catalog_changed(message.body))
+    return notices
+
+
+async def test_every_widget_write_publishes_a_catalog_notice(
+    client: httpx.AsyncClient, tenant: Tenant, catalog_queue: AbstractQueue
+) -> None:
+    code = "def get_sidebar_data(context):\n    return {'title': 'w', 'items': []}\n"
+    created = await client.post(
+        tenant.path("/widgets"), json={"widget_id": "w", "name": "W", "code": code}, headers=tenant.headers
+    )
+    edited = await client.patch(tenant.path("/widgets/w"), json={"name": "W2"}, headers=tenant.headers)
+    deleted = await client.delete(tenant.path("/widgets/w"), headers=tenant.headers)
+    refused = await client.patch(tenant.path("/widgets/w"), json={"name": "W3"}, headers=tenant.headers)
+
+    assert [r.status_code for r in (created, edited, deleted, refused)] == [201, 200, 204, 404]
+    notices = await _notices(catalog_queue)
+    assert notices == [CatalogChanged(business_id=tenant.business_id, what="widgets")] * 3, "one per write that took"

@@ -217,3 +217,20 @@ async def subscribe_raw(stack: Stack, *patterns: str) -> AsyncIterator[asyncio.Q
         yield received
     finally:
         await connection.close()
+
+
+async def stored_sidebar(client: httpx.AsyncClient, conversation_id: str, trigger_event_id: str) -> httpx.Response:
+    """The conversation's stored sidebar once it is the one of ``trigger_event_id``.
+
+    The orchestrator records a sidebar right after publishing sidebar.ready, so a reader
+    racing the event may briefly see the previous one (docs/events.md).
+    """
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        response = await client.get(f"/conversations/{conversation_id}/sidebar")
+        if response.status_code == 200 and response.json()["trigger_event_id"] == trigger_event_id:
+            return response
+        assert asyncio.get_running_loop().time() < deadline, (
+            f"sidebar of {trigger_event_id} never stored: {response.text}"
+        )
+        await asyncio.sleep(0.02)  # polling the store's API: it offers nothing to wait on

@@ -17,7 +17,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from shared.contracts.events import EventContext
 from shared.contracts.jobs import WidgetJob, WidgetResult, decode_widget_result, job_id_for
-from shared.topology import INTERNAL_EXCHANGE, WIDGET_JOB_KEY, WIDGET_RESULT_KEY
+from shared.topology import INTERNAL_EXCHANGE, WIDGET_JOB_KEY
 from tests.infra import Infra
 from tests.system.harness import ServiceProcess, base_env, free_port, python_module
 
@@ -28,7 +28,8 @@ CONTEXT = EventContext(conversation={"id": "c1"}, customer=None, business={"id":
 class Results:
     """Widget results as the orchestrator would receive them, on a queue of the test's own."""
 
-    def __init__(self) -> None:
+    def __init__(self, reply_to: str) -> None:
+        self.reply_to = reply_to
         self.received: asyncio.Queue[WidgetResult] = asyncio.Queue()
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
@@ -44,8 +45,8 @@ async def broker(infra: Infra) -> AsyncIterator[tuple[aio_pika.abc.AbstractExcha
     channel = await connection.channel(publisher_confirms=True)
     exchange = await channel.declare_exchange(INTERNAL_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True)
     queue = await channel.declare_queue(exclusive=True)
-    await queue.bind(exchange, WIDGET_RESULT_KEY)
-    results = Results()
+    await queue.bind(exchange, queue.name)  # executors reply on the internal exchange, keyed by reply_to
+    results = Results(queue.name)
     await queue.consume(results.on_message, no_ack=True)
     yield exchange, results
     await connection.close()
@@ -59,7 +60,7 @@ def _start_executor(infra: Infra, name: str) -> tuple[ServiceProcess, int]:
     return process, port
 
 
-async def _publish_jobs(exchange: aio_pika.abc.AbstractExchange, count: int) -> list[str]:
+async def _publish_jobs(exchange: aio_pika.abc.AbstractExchange, reply_to: str, count: int) -> list[str]:
     run_id = uuid.uuid4().hex
     ids = []
     for n in range(count):
@@ -76,7 +77,9 @@ async def _publish_jobs(exchange: aio_pika.abc.AbstractExchange, count: int) -> 
             context=CONTEXT,
             expires_at=datetime.now(UTC) + timedelta(seconds=60),
         )
-        message = aio_pika.Message(job.model_dump_json().encode(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+        message = aio_pika.Message(
+            job.model_dump_json().encode(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT, reply_to=reply_to
+        )
         await exchange.publish(message, routing_key=WIDGET_JOB_KEY)
         ids.append(job.job_id)
     return ids
@@ -119,7 +122,7 @@ async def test_sigterm_finishes_in_flight_jobs_and_exits_cleanly(
 ) -> None:
     exchange, results = broker
     executor, port = _start_executor(infra, "executor-sigterm")
-    job_ids = await _publish_jobs(exchange, 2)
+    job_ids = await _publish_jobs(exchange, results.reply_to, 2)
     await _until_in_flight(port, 2)
     executor.send_signal(signal.SIGTERM)
     finished = await results.take(2)
@@ -136,7 +139,7 @@ async def test_sigkill_mid_job_loses_nothing(
     first, port = _start_executor(infra, "executor-sigkill")
     zygotes = _zygotes_of(first.pid)
     assert len(zygotes) == 1
-    job_ids = await _publish_jobs(exchange, 1)
+    job_ids = await _publish_jobs(exchange, results.reply_to, 1)
     await _until_in_flight(port, 1)
     await asyncio.to_thread(first.stop, signal.SIGKILL)
     second, _ = _start_executor(infra, "executor-after-sigkill")

@@ -16,7 +16,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from shared.contracts.events import EventContext
 from shared.contracts.jobs import WidgetJob, WidgetResult, decode_widget_result, job_id_for
-from shared.topology import INTERNAL_EXCHANGE, WIDGET_JOB_KEY, WIDGET_RESULT_KEY
+from shared.topology import INTERNAL_EXCHANGE, WIDGET_JOB_KEY
 from tests.infra import Infra
 from tests.poison import POISON, widget
 from tests.system.harness import ServiceProcess, base_env, free_port, python_module
@@ -44,7 +44,7 @@ async def _run(infra: Infra, jobs: dict[str, str]) -> dict[str, tuple[WidgetResu
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.declare_exchange(INTERNAL_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True)
         queue = await channel.declare_queue(exclusive=True)
-        await queue.bind(exchange, WIDGET_RESULT_KEY)
+        await queue.bind(exchange, queue.name)  # executors reply on the internal exchange, keyed by reply_to
         received: asyncio.Queue[tuple[WidgetResult, float]] = asyncio.Queue()
 
         async def on_message(message: AbstractIncomingMessage) -> None:
@@ -67,7 +67,9 @@ async def _run(infra: Infra, jobs: dict[str, str]) -> dict[str, tuple[WidgetResu
                 context=CONTEXT,
                 expires_at=datetime.now(UTC) + timedelta(seconds=60),
             )
-            await exchange.publish(aio_pika.Message(job.model_dump_json().encode()), routing_key=WIDGET_JOB_KEY)
+            await exchange.publish(
+                aio_pika.Message(job.model_dump_json().encode(), reply_to=queue.name), routing_key=WIDGET_JOB_KEY
+            )
         results = {}
         for _ in jobs:
             result, at = await asyncio.wait_for(received.get(), 30)

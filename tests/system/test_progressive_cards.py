@@ -8,7 +8,7 @@ import json
 import uuid
 
 from shared.contracts.events import decode_sidebar_ready, decode_sidebar_widget_ready
-from tests.system.stack import Stack, business_id_of, create_business, subscribe_raw, upsert
+from tests.system.stack import Stack, business_id_of, create_business, stored_sidebar, subscribe_raw, upsert
 
 FAST = "def get_sidebar_data(context):\n    return {'title': 'Fast', 'items': []}\n"
 SLOW = "import time\n\ndef get_sidebar_data(context):\n    time.sleep(1.5)\n    return {'title': 'Slow', 'items': []}\n"
@@ -63,7 +63,7 @@ async def test_field_names_with_dots_and_dollars_are_stored_and_served(stack: St
         async with subscribe_raw(stack, f"sidebar.ready.{business_id}.*") as received:
             assert (await client.post(f"/conversations/{conversation_id}/open", json={})).status_code == 202
             _, body = await asyncio.wait_for(received.get(), 30)
-        stored = await client.get(f"/conversations/{conversation_id}/sidebar")
+        stored = await stored_sidebar(client, conversation_id, decode_sidebar_ready(_json(body)).trigger_event_id)
         history = await client.get(f"/conversations/{conversation_id}/sidebars")
     sidebar = decode_sidebar_ready(_json(body))
     assert sidebar.widgets[0].status == "ok", sidebar.widgets[0].error

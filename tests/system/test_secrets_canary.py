@@ -19,8 +19,8 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from shared.mongo import connect_mongo
 from shared.secrets import SecretBox, parse_key
-from shared.topology import EXCHANGE, INTERNAL_EXCHANGE, WIDGET_JOB_KEY, WIDGET_RESULT_KEY
-from tests.system.stack import Stack, business_id_of, create_business, upsert
+from shared.topology import EXCHANGE, INTERNAL_EXCHANGE, WIDGET_JOB_KEY
+from tests.system.stack import Stack, business_id_of, create_business, stored_sidebar, upsert
 
 HOLD_S = 6.0  # how long A's widget keeps the canary in memory; B scans inside that window
 SCAN_DELAY_S = 1.0
@@ -100,6 +100,14 @@ class Captured:
     body: bytes
 
 
+def reply_queues(stack: Stack) -> tuple[set[str], str]:
+    """Where executors send results: each orchestrator's results queue, and the store's test-run replies."""
+    orchestrators = {line["results_queue"] for p in stack.orchestrators for line in p.lines if "results_queue" in line}
+    store = [line["reply_queue"] for line in stack.store.lines if line.get("event") == "test_runs.ready"]
+    assert len(orchestrators) == len(stack.orchestrators) and len(store) == 1, (orchestrators, store)
+    return orchestrators, store[0]
+
+
 @asynccontextmanager
 async def capture_messages(stack: Stack) -> AsyncIterator[asyncio.Queue[Captured]]:
     """Copies of every job and result on the internal exchange and every message on the external one."""
@@ -113,7 +121,8 @@ async def capture_messages(stack: Stack) -> AsyncIterator[asyncio.Queue[Captured
         channel = await connection.channel()
         queue = await channel.declare_queue(exclusive=True)
         internal = await channel.get_exchange(INTERNAL_EXCHANGE)
-        for key in (WIDGET_JOB_KEY, WIDGET_RESULT_KEY):
+        orchestrators, store = reply_queues(stack)
+        for key in (WIDGET_JOB_KEY, store, *orchestrators):
             await queue.bind(internal, key)
         await queue.bind(await channel.get_exchange(EXCHANGE), "#")
         await queue.consume(on_message, no_ack=True)
@@ -133,15 +142,18 @@ async def sidebars_of(received: asyncio.Queue[Captured], keys: set[str], seen: l
     return ready
 
 
-async def run_test_job(received: asyncio.Queue[Captured], business_id: str, seen: list[Captured]) -> None:
-    """Wait for the copy of ``business_id``'s Run Test job."""
-    while True:
+async def run_test_job(
+    received: asyncio.Queue[Captured], business_id: str, reply_queue: str, seen: list[Captured]
+) -> None:
+    """Wait for the copies of ``business_id``'s Run Test job and of its result."""
+    job_seen = result_seen = False
+    while not (job_seen and result_seen):
         message = await asyncio.wait_for(received.get(), 40)
         seen.append(message)
         if message.routing_key == WIDGET_JOB_KEY:
             job = json.loads(message.body)
-            if (job["business_id"], job["purpose"]) == (business_id, "test"):
-                return
+            job_seen = job_seen or (job["business_id"], job["purpose"]) == (business_id, "test")
+        result_seen = result_seen or message.routing_key == reply_queue
 
 
 def only_widget(sidebar_ready: bytes) -> dict[str, Any]:
@@ -186,12 +198,16 @@ async def test_a_canary_secret_reaches_only_its_own_widget(stack: Stack) -> None
             keys = {f"sidebar.ready.{a}.conv-hold", f"sidebar.ready.{b}.conv-scan"}
             ready = await sidebars_of(received, keys, seen)
             test_run = await owner.post("/widgets/owner/test", json={"conversation_id": "conv-test"})
-            await run_test_job(received, a, seen)
+            await run_test_job(received, a, reply_queues(stack)[1], seen)
 
         owner_secrets, other_secrets = await owner.get("/secrets"), await other.get("/secrets")
         responses += [test_run, owner_secrets, other_secrets]
-        responses += [await owner.get(p) for p in ("/widgets/owner", "/conversations/conv-hold/sidebar")]
-        responses += [await other.get(p) for p in ("/widgets/scan", "/conversations/conv-scan/sidebar")]
+        hold, scan = (
+            json.loads(ready[f"sidebar.ready.{x}"].body)["trigger_event_id"]
+            for x in (f"{a}.conv-hold", f"{b}.conv-scan")
+        )
+        responses += [await owner.get("/widgets/owner"), await stored_sidebar(owner, "conv-hold", hold)]
+        responses += [await other.get("/widgets/scan"), await stored_sidebar(other, "conv-scan", scan)]
 
     # Results: A's widget read the canary (its digest matches) and returned no secret.
     owner_widget = only_widget(ready[f"sidebar.ready.{a}.conv-hold"].body)
@@ -218,7 +234,9 @@ async def test_a_canary_secret_reaches_only_its_own_widget(stack: Stack) -> None
         assert set(job["secrets"]) == {"CANARY"}
         assert box.open(a, "CANARY", job["secrets"]["CANARY"]) == canary
     assert [set(job["secrets"]) for job in jobs if job["business_id"] == b] == [{"CONTROL"}]
-    assert {m.routing_key for m in seen} >= {WIDGET_JOB_KEY, WIDGET_RESULT_KEY, "conversation.opened"}
+    orchestrators, store = reply_queues(stack)
+    keys = {m.routing_key for m in seen}
+    assert keys >= {WIDGET_JOB_KEY, store, "conversation.opened"} and keys & orchestrators, keys
     for message in seen:
         assert canary.encode() not in message.body, f"{message.exchange} {message.routing_key} carries the canary"
         assert control.encode() not in message.body, f"{message.exchange} {message.routing_key} carries a secret"

@@ -10,7 +10,7 @@ import httpx
 
 from demo.examples import EXAMPLES, expected_sidebar_data, load_example
 from demo.mock_api import JANE
-from tests.system.stack import Stack, business_id_of, create_business, subscribe_sidebars, upsert
+from tests.system.stack import Stack, business_id_of, create_business, stored_sidebar, subscribe_sidebars, upsert
 
 RAISES = "def get_sidebar_data(context):\n    customer = context['customer']\n    raise RuntimeError('CRM is down')\n"
 INVALID = (
@@ -52,7 +52,7 @@ async def test_examples_render_and_bad_widgets_fail_alone(stack: Stack) -> None:
             opened = await client.post(f"/conversations/{conversation_id}/open", json={})
             assert opened.status_code == 202, opened.text
             sidebar = await sidebars.next(within_s=40)
-        stored = await client.get(f"/conversations/{conversation_id}/sidebar")
+        stored = await stored_sidebar(client, conversation_id, sidebar.trigger_event_id)
 
     assert sidebar.trigger_event_id == opened.json()["event_id"]
     assert [w.widget_id for w in sidebar.widgets] == [

@@ -1,48 +1,65 @@
-"""Sidebar assembly from a run: order, placeholders, timeouts and determinism."""
+"""Sidebar assembly from a run and its results: order, placeholders, timeouts and determinism."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from orchestrator.assembly import assemble_sidebar, sidebar_event_id
-from orchestrator.runs import RecordedResult, Run, WidgetSnapshot
+from orchestrator.runs import Run, WidgetSnapshot
+from shared.contracts.events import WidgetError
+from shared.contracts.jobs import WidgetResult
+from shared.contracts.widget_output import WidgetOutput
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-OK_DATA = {"title": "CRM", "items": []}
+
+RUN = Run(
+    event_id="evt-1",
+    business_id="acme",
+    conversation_id="c1",
+    occurred_at=T0,
+    received_at=T0,
+    deadline_at=T0 + timedelta(seconds=12),
+    widgets=(
+        WidgetSnapshot("zeta", "Zeta", 20, 10),
+        WidgetSnapshot("crm", "CRM", 10, 10),
+        WidgetSnapshot("alpha", "Alpha", 20, 10),
+    ),
+)
 
 
-def _run(results: dict[str, RecordedResult]) -> Run:
-    return Run(
-        event_id="evt-1",
+def _result(
+    widget_id: str,
+    status: Literal["ok", "error", "timeout"],
+    data: WidgetOutput | None = None,
+    error: WidgetError | None = None,
+) -> WidgetResult:
+    return WidgetResult(
+        job_id=f"evt-1.{widget_id}",
+        run_id="evt-1",
+        purpose="sidebar",
         business_id="acme",
         conversation_id="c1",
-        status="assembling",
-        occurred_at=T0,
-        received_at=T0,
-        deadline_at=T0 + timedelta(seconds=12),
-        widgets=(
-            WidgetSnapshot("zeta", "Zeta", 20, 10),
-            WidgetSnapshot("crm", "CRM", 10, 10),
-            WidgetSnapshot("alpha", "Alpha", 20, 10),
-        ),
-        results=results,
+        widget_id=widget_id,
+        status=status,
+        duration_ms=42,
+        data=data,
+        error=error,
+        finished_at=T0,
     )
 
 
-def _result(status: str, data: dict[str, object] | None = None, error: dict[str, str] | None = None) -> RecordedResult:
-    return RecordedResult(status=status, duration_ms=42, data=data, error=error, job_id="j")
-
-
 def test_widgets_appear_once_in_position_then_id_order() -> None:
-    sidebar = assemble_sidebar(_run({}), T0 + timedelta(seconds=12))
+    sidebar = assemble_sidebar(RUN, {}, T0 + timedelta(seconds=12))
     assert [w.widget_id for w in sidebar.widgets] == ["crm", "alpha", "zeta"]
 
 
 def test_missing_results_become_timeouts_with_the_widget_name_as_title() -> None:
-    sidebar = assemble_sidebar(_run({"crm": _result("ok", OK_DATA)}), T0 + timedelta(seconds=12))
+    output = WidgetOutput(title="CRM", items=[])
+    sidebar = assemble_sidebar(RUN, {"crm": _result("crm", "ok", output)}, T0 + timedelta(seconds=12))
     by_id = {w.widget_id: w for w in sidebar.widgets}
     assert by_id["crm"].status == "ok"
-    assert by_id["crm"].data.title == "CRM"
+    assert by_id["crm"].data is output, "the executor's typed output is passed through as it is"
     assert by_id["alpha"].status == "timeout"
     assert by_id["alpha"].data.model_dump() == {"title": "Alpha", "items": []}
     assert by_id["alpha"].error is not None and by_id["alpha"].error.type == "timeout"
@@ -50,18 +67,25 @@ def test_missing_results_become_timeouts_with_the_widget_name_as_title() -> None
 
 
 def test_failed_widget_keeps_its_error_and_gets_a_placeholder() -> None:
-    error = {"type": "exception", "message": "ValueError: boom (line 3)"}
-    sidebar = assemble_sidebar(_run({"zeta": _result("error", error=error)}), T0)
+    error = WidgetError(type="exception", message="ValueError: boom (line 3)")
+    sidebar = assemble_sidebar(RUN, {"zeta": _result("zeta", "error", error=error)}, T0)
     zeta = next(w for w in sidebar.widgets if w.widget_id == "zeta")
     assert zeta.status == "error"
-    assert zeta.error is not None and zeta.error.message == "ValueError: boom (line 3)"
+    assert zeta.error == error
     assert zeta.data.model_dump() == {"title": "Zeta", "items": []}
     assert zeta.duration_ms == 42
 
 
+def test_a_widget_that_timed_out_in_the_executor_is_a_timeout() -> None:
+    error = WidgetError(type="timeout", message="widget exceeded its 10 s timeout")
+    sidebar = assemble_sidebar(RUN, {"crm": _result("crm", "timeout", error=error)}, T0)
+    crm = next(w for w in sidebar.widgets if w.widget_id == "crm")
+    assert (crm.status, crm.error) == ("timeout", error)
+
+
 def test_sidebar_ids_are_deterministic_per_trigger() -> None:
-    first = assemble_sidebar(_run({}), T0)
-    second = assemble_sidebar(_run({}), T0 + timedelta(seconds=1))
+    first = assemble_sidebar(RUN, {}, T0)
+    second = assemble_sidebar(RUN, {}, T0 + timedelta(seconds=1))
     assert first.event_id == second.event_id == sidebar_event_id("acme", "evt-1")
     assert first.trigger_event_id == "evt-1"
     assert sidebar_event_id("acme", "evt-2") != first.event_id

@@ -81,6 +81,7 @@ def secrets_router() -> APIRouter:
         if created and len(await deps.secrets.entries(business_id)) > MAX_SECRETS:
             await deps.secrets.delete(business_id, name)
             raise _too_many()
+        await deps.events.catalog_changed(business_id, "secrets")
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.get("", responses=error_responses(401, 403, 422, 503), summary="List secret names")
@@ -97,6 +98,7 @@ def secrets_router() -> APIRouter:
     async def delete_secret(business_id: BusinessId, name: SecretName, _: Box, deps: Deps) -> Response:
         if not await deps.secrets.delete(business_id, name):
             raise NotFound(f"secret {name!r} not found")
+        await deps.events.catalog_changed(business_id, "secrets")
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     return router

@@ -56,7 +56,9 @@ def widgets_router() -> APIRouter:
         draft = WidgetDraft(
             name=body.name, code=body.code, active=body.active, position=body.position, timeout_s=body.timeout_s
         )
-        return WidgetResponse.of(await deps.widgets.create(business_id, widget_id, draft))
+        created = await deps.widgets.create(business_id, widget_id, draft)
+        await deps.events.catalog_changed(business_id, "widgets")
+        return WidgetResponse.of(created)
 
     @router.get("", responses=error_responses(401, 403, 422, 503), summary="List widgets in position order")
     async def list_widgets(business_id: BusinessId, deps: Deps) -> list[WidgetResponse]:
@@ -82,6 +84,7 @@ def widgets_router() -> APIRouter:
         widget = await deps.widgets.update(business_id, widget_id, changes)
         if widget is None:
             raise NotFound(f"widget {widget_id!r} not found")
+        await deps.events.catalog_changed(business_id, "widgets")
         return WidgetResponse.of(widget)
 
     @router.delete(
@@ -94,6 +97,7 @@ def widgets_router() -> APIRouter:
         structlog.contextvars.bind_contextvars(widget_id=widget_id)
         if not await deps.widgets.delete(business_id, widget_id):
             raise NotFound(f"widget {widget_id!r} not found")
+        await deps.events.catalog_changed(business_id, "widgets")
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.post(

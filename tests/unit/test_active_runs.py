@@ -1,0 +1,92 @@
+"""A run's results in its owner's memory: the first result per widget wins, the run settles
+once every card is out, the deadline closes it, and abandoning it hands it back."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from orchestrator.active_runs import ActiveRuns, RunAbandoned
+from orchestrator.runs import Run, WidgetSnapshot
+from shared.contracts.jobs import WidgetResult
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+RUN = Run(
+    event_id="evt-1",
+    business_id="acme",
+    conversation_id="c1",
+    occurred_at=T0,
+    received_at=T0,
+    deadline_at=T0 + timedelta(seconds=12),
+    widgets=(WidgetSnapshot("a", "A", 1, 10), WidgetSnapshot("b", "B", 2, 10)),
+)
+
+
+def _result(widget_id: str, duration_ms: int = 5) -> WidgetResult:
+    return WidgetResult(
+        job_id=f"evt-1.{widget_id}",
+        run_id="evt-1",
+        purpose="sidebar",
+        business_id="acme",
+        conversation_id="c1",
+        widget_id=widget_id,
+        status="timeout",
+        duration_ms=duration_ms,
+        data=None,
+        error=None,
+        finished_at=T0,
+    )
+
+
+async def test_the_first_result_of_each_widget_is_kept_and_unknown_widgets_are_ignored() -> None:
+    active = ActiveRuns().start(RUN)
+    assert active.add(_result("a", 1)) == RUN.widgets[0]
+    assert active.add(_result("a", 2)) is None
+    assert active.add(_result("zzz")) is None
+    assert active.results["a"].duration_ms == 1
+    assert not active.complete
+
+
+async def test_the_run_settles_when_every_result_is_announced() -> None:
+    active = ActiveRuns().start(RUN)
+    active.add(_result("a"))
+    active.add(_result("b"))
+    assert active.complete
+    active.announced()
+    active.announced()
+    await active.wait(timeout_s=60)  # returns at once: settled
+
+
+async def test_the_deadline_settles_an_incomplete_run_and_later_results_are_refused() -> None:
+    active = ActiveRuns().start(RUN)
+    active.add(_result("a"))
+    active.announced()
+    await active.wait(timeout_s=0)
+    assert active.add(_result("b")) is None
+    assert list(active.results) == ["a"]
+
+
+async def test_a_run_without_widgets_is_settled_from_the_start() -> None:
+    active = ActiveRuns().start(Run(**{**vars(RUN), "widgets": ()}))
+    await active.wait(timeout_s=60)
+
+
+async def test_abandoning_wakes_the_owner_with_run_abandoned() -> None:
+    runs = ActiveRuns()
+    active = runs.start(RUN)
+    assert runs.abandon_all() == 1
+    with pytest.raises(RunAbandoned):
+        await active.wait(timeout_s=60)
+
+
+async def test_a_newer_start_of_the_same_run_abandons_the_older_and_finish_removes_only_its_own() -> None:
+    runs = ActiveRuns()
+    older = runs.start(RUN)
+    newer = runs.start(RUN)
+    with pytest.raises(RunAbandoned):
+        older.check()
+    runs.finish(older)
+    assert runs.get(RUN.key) is newer
+    runs.finish(newer)
+    assert runs.get(RUN.key) is None
