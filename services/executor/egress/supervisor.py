@@ -21,6 +21,7 @@ import contextlib
 import errno
 import ipaddress
 import json
+import select
 import socket
 from typing import Any
 
@@ -100,7 +101,7 @@ class JobEgress:
 
     def _accept(self, data: bytes, fd: int) -> None:
         try:
-            reply = socket.socket(fileno=fd)
+            reply = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, fd)
         except OSError:
             socket.close(fd)  # not a socket
             return
@@ -109,33 +110,47 @@ class JobEgress:
             self._stop_reading()
             reply.close()
             return
-        if len(self._tasks) >= _MAX_PENDING:
-            self._answer(reply, {"ok": False, "error": "os", "errno": errno.EAGAIN, "message": "too many requests"})
+        try:
+            request = _decode(data)
+            # Most connections are to a literal address that answers at once: no task, no loop turn.
+            connected = self._connect_now(request) if request["op"] == "connect" else None
+        except (ValueError, TypeError, RecursionError):
+            self._finish(reply, {"ok": False, "error": "os", "errno": errno.EINVAL, "message": "bad egress request"})
             return
-        task = self._loop.create_task(self._serve(data, reply))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        except _Refused as refused:
+            self._finish(reply, refused.answer)
+            return
+        if connected is not None:
+            self._finish(reply, {"ok": True}, connected)
+        elif len(self._tasks) >= _MAX_PENDING:
+            self._finish(reply, {"ok": False, "error": "os", "errno": errno.EAGAIN, "message": "too many requests"})
+        else:
+            task = self._loop.create_task(self._serve(request, reply))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    async def _serve(self, data: bytes, reply: socket.socket) -> None:
+    async def _serve(self, request: dict[str, Any], reply: socket.socket) -> None:
         connected: socket.socket | None = None
         try:
-            try:
-                request = json.loads(data)
-                if not isinstance(request, dict):
-                    raise ValueError("not an object")
-                if request.get("op") == "connect":
-                    connected = await self._connect(request)
-                    answer: Answer = {"ok": True}
-                elif request.get("op") == "resolve":
-                    host, family = _host(request), _family(request)
-                    answer = {"ok": True, "addresses": [str(ip) for _, ip, _ in await self._resolve(host, 0, family)]}
-                else:
-                    raise ValueError("unknown op")
-            except (ValueError, TypeError, RecursionError):
-                answer = {"ok": False, "error": "os", "errno": errno.EINVAL, "message": "bad egress request"}
-            except _Refused as refused:
-                answer = refused.answer
-            self._answer(reply, answer, connected)
+            if request["op"] == "connect":
+                connected = await self._connect(request)
+                answer: Answer = {"ok": True}
+            else:
+                host, family = _host(request), _family(request)
+                answer = {"ok": True, "addresses": [str(ip) for _, ip, _ in await self._resolve(host, 0, family)]}
+        except _Refused as refused:
+            answer = refused.answer
+        except (ValueError, TypeError):
+            answer = {"ok": False, "error": "os", "errno": errno.EINVAL, "message": "bad egress request"}
+        except BaseException:
+            reply.close()
+            raise
+        self._finish(reply, answer, connected)
+
+    @classmethod
+    def _finish(cls, reply: socket.socket, answer: Answer, connected: socket.socket | None = None) -> None:
+        try:
+            cls._answer(reply, answer, connected)
         finally:
             reply.close()
             if connected is not None:
@@ -152,7 +167,8 @@ class JobEgress:
         self.denials.append(message)
         return _error("denied", errno.EACCES, message)
 
-    async def _connect(self, request: dict[str, Any]) -> socket.socket:
+    def _target(self, request: dict[str, Any]) -> tuple[str, int, int, float]:
+        """(host, port, family, time limit) of a connect request; UDP is refused here."""
         host, family, port = _host(request), _family(request), request.get("port")
         if not isinstance(port, int) or not 0 < port < 65536:
             raise ValueError("bad port")
@@ -160,14 +176,39 @@ class JobEgress:
         limit = min(float(timeout), self._timeout_s) if isinstance(timeout, int | float) else self._timeout_s
         if request.get("kind") != "tcp":
             raise self._deny(f"UDP to {_where(host, port)} is not allowed (widgets may open TCP connections only)")
+        return host, port, family, max(limit, 0.001)
+
+    def _judge(self, host: str, port: int, addresses: list[Resolved]) -> None:
+        """Every address a name stands for must be allowed, or none is tried."""
+        for _, ip, _ in addresses:
+            decision = self._policy.check(ip, port)
+            if not decision.allowed:
+                named = "" if _is_literal(host) else f" ({host})"
+                raise self._deny(f"connection to {_where(ip, port)}{named} is not allowed ({decision.reason})")
+
+    def _connect_now(self, request: dict[str, Any]) -> socket.socket | None:
+        """The connection, if it needs neither DNS nor waiting; None sends the request the slow way."""
+        host, port, family, _ = self._target(request)
+        addresses = literal_addresses(host, port, family)
+        if addresses is None:
+            return None
+        self._judge(host, port, addresses)
+        address_family, _, sockaddr = addresses[0]
+        sock = socket.socket(address_family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+        result = sock.connect_ex(sockaddr)
+        if result == errno.EINPROGRESS and select.select([], [sock], [], 0)[1]:
+            result = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) or 0
+        if result == 0:
+            return sock
+        sock.close()
+        return None
+
+    async def _connect(self, request: dict[str, Any]) -> socket.socket:
+        host, port, family, limit = self._target(request)
         try:
-            async with asyncio.timeout(max(limit, 0.001)):
+            async with asyncio.timeout(limit):
                 addresses = await self._resolve(host, port, family)
-                for _, ip, _ in addresses:
-                    decision = self._policy.check(ip, port)
-                    if not decision.allowed:
-                        named = "" if _is_literal(host) else f" ({host})"
-                        raise self._deny(f"connection to {_where(ip, port)}{named} is not allowed ({decision.reason})")
+                self._judge(host, port, addresses)
                 return await self._first_connection(addresses)
         except TimeoutError:
             raise _error("timeout", errno.ETIMEDOUT, "timed out") from None
@@ -218,6 +259,13 @@ def _addresses(infos: list[Any]) -> list[Resolved]:
         address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
         found.append((int(info_family), address, tuple(sockaddr)))
     return found
+
+
+def _decode(data: bytes) -> dict[str, Any]:
+    request = json.loads(data)
+    if not isinstance(request, dict) or request.get("op") not in ("connect", "resolve"):
+        raise ValueError("bad request")
+    return request
 
 
 def _host(request: dict[str, Any]) -> str:

@@ -36,19 +36,22 @@ def _pair() -> tuple[socket.socket, socket.socket]:
     return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 
 
-class _Channel:
-    """Requests to the executor: one datagram each, with the end of a fresh pair to answer on."""
+# Built once in the zygote, before any patching: children only swap module attributes.
+_BASE = socket.socket
+_REAL_GETADDRINFO = _socket.getaddrinfo
+_channel: socket.socket | None = None
 
-    def __init__(self, channel: socket.socket) -> None:
-        self._channel = channel
 
-    def send(self, message: dict[str, Any], reply_end: socket.socket) -> None:
-        try:
-            socket.send_fds(self._channel, [json.dumps(message).encode()], [reply_end.fileno()])
-        except OSError as exc:
-            raise ConnectionError("the executor's egress channel is closed") from exc
-        finally:
-            reply_end.close()
+def _send(message: dict[str, Any], reply_end: socket.socket) -> None:
+    """One request to the executor: a datagram, with the end of a fresh pair to answer on."""
+    try:
+        if _channel is None:
+            raise OSError(0, "no channel")
+        socket.send_fds(_channel, [json.dumps(message).encode()], [reply_end.fileno()])
+    except OSError as exc:
+        raise ConnectionError("the executor's egress channel is closed") from exc
+    finally:
+        reply_end.close()
 
 
 def _receive(ours: socket.socket, wait_s: float | None) -> tuple[dict[str, Any], int | None]:
@@ -76,147 +79,151 @@ def _raise_for(answer: dict[str, Any]) -> None:
     raise OSError(int(answer.get("errno", 0)), message)
 
 
+class BrokeredSocket(_BASE):
+    """A TCP or UDP socket whose connection the executor makes."""
+
+    def __init__(self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None) -> None:
+        self._reply_end: socket.socket | None = None
+        self._options: list[tuple[Any, ...]] = []
+        if fileno is not None:
+            super().__init__(family, type, proto, fileno)  # an existing fd: family and type detected
+            return
+        family = socket.AF_INET if family == -1 else family
+        type = socket.SOCK_STREAM if type == -1 else type
+        if family not in _INET:
+            super().__init__(family, type, proto)  # the kernel refuses every new non-IP socket
+            return
+        placeholder, self._reply_end = _pair()
+        super().__init__(family, type, 0 if proto == -1 else proto, placeholder.detach())
+
+    def _kind(self) -> str:
+        return "udp" if self.type & 0xF == socket.SOCK_DGRAM else "tcp"
+
+    def connect(self, address: Any) -> None:
+        if self._reply_end is None:
+            super().connect(address)
+            return
+        self._brokered_connect(address)
+
+    def connect_ex(self, address: Any) -> int:
+        try:
+            self.connect(address)
+        except EgressDenied:
+            raise
+        except TimeoutError:
+            return 11  # EAGAIN, as CPython's own connect_ex reports a timeout
+        except OSError as exc:
+            return exc.errno or 1
+        return 0
+
+    def sendto(self, data: Any, *args: Any) -> int:
+        if self._reply_end is not None:
+            self._brokered_connect(args[-1])  # UDP: the executor refuses and names the address
+        return int(super().sendto(data, *args))
+
+    def sendmsg(self, buffers: Any, *args: Any) -> int:
+        if self._reply_end is not None and len(args) >= 3:
+            self._brokered_connect(args[2])
+        return int(super().sendmsg(buffers, *args))
+
+    def bind(self, address: Any) -> None:
+        if self._reply_end is not None:
+            raise PermissionError(1, "widgets may not bind or listen on network sockets")
+        super().bind(address)
+
+    def setsockopt(self, *args: Any) -> None:
+        if self._reply_end is not None:
+            self._options.append(args)  # the placeholder is not a TCP socket: apply once connected
+            return
+        super().setsockopt(*args)
+
+    def _real_close(self, *args: Any, **kwargs: Any) -> None:
+        if self._reply_end is not None:
+            self._reply_end.close()
+        super()._real_close(*args, **kwargs)  # type: ignore[misc] # socket.socket has it; typeshed does not say
+
+    def _brokered_connect(self, address: Any) -> None:
+        host, port = address[0], address[1]
+        if isinstance(host, bytes):
+            host = host.decode("idna")
+        if not isinstance(host, str) or not isinstance(port, int):
+            raise TypeError("connect() takes a (host, port) tuple")
+        timeout = self.gettimeout()
+        message = {"op": "connect", "host": host, "port": port, "family": int(self.family), "kind": self._kind(),
+                   "timeout": timeout or None}  # fmt: skip
+        assert self._reply_end is not None
+        reply_end, self._reply_end = self._reply_end, None
+        try:
+            _send(message, reply_end)
+            answer, connected = _receive(self, timeout + 1.0 if timeout else None)
+        except BaseException:
+            self._renew_placeholder()
+            raise
+        if connected is None:
+            self._renew_placeholder()
+            _raise_for(answer)
+            raise ConnectionError("the executor answered without a socket")
+        os.dup2(connected, self.fileno(), inheritable=False)
+        os.close(connected)
+        super().settimeout(timeout)  # the new file description is blocking until told otherwise
+        options, self._options = self._options, []
+        for option in options:
+            super().setsockopt(*option)
+
+    def _renew_placeholder(self) -> None:
+        """After a failed attempt, a fresh pair: the socket can be connected again, as a real one can."""
+        placeholder, self._reply_end = _pair()
+        os.dup2(placeholder.fileno(), self.fileno(), inheritable=False)
+        placeholder.close()
+
+
+def resolve(host: str, family: int) -> list[str]:
+    ours, theirs = _pair()
+    try:
+        _send({"op": "resolve", "host": host, "family": family}, theirs)
+        answer, extra = _receive(ours, _RESOLVE_WAIT_S)
+    finally:
+        ours.close()
+    if extra is not None:
+        os.close(extra)
+    if not answer.get("ok"):
+        _raise_for(answer)
+    return [str(address) for address in answer.get("addresses", [])]
+
+
+def getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0) -> Any:
+    try:
+        return _REAL_GETADDRINFO(host, port, family, type, proto, flags | socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        if host is None or flags & socket.AI_NUMERICHOST:
+            raise
+    name = host.decode("idna") if isinstance(host, bytes) else str(host)
+    found = []
+    for address in resolve(name, int(family)):
+        found.extend(_REAL_GETADDRINFO(address, port, family, type, proto, flags | socket.AI_NUMERICHOST))
+    return found
+
+
+def gethostbyname(name: str) -> str:
+    return str(getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0])
+
+
+def gethostbyname_ex(name: str) -> tuple[str, list[str], list[str]]:
+    return name, [], [str(info[4][0]) for info in getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)]
+
+
+class RawSocket(_socket.socket):
+    """What ``_socket.socket`` names from now on: a brokered socket too. It inherits
+    ``__init__``, because ``socket.socket.__init__`` calls ``_socket.socket.__init__``."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        return BrokeredSocket(*args, **kwargs)
+
+
 def install(channel: socket.socket) -> None:
     """Replace ``socket.socket`` (and ``_socket.socket``) and the resolver functions."""
-    to_executor = _Channel(channel)
-    base = socket.socket
-    real_getaddrinfo = _socket.getaddrinfo
-
-    class BrokeredSocket(base):  # type: ignore[misc, valid-type]
-        """A TCP or UDP socket whose connection the executor makes."""
-
-        def __init__(self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None) -> None:
-            self._reply_end: socket.socket | None = None
-            self._options: list[tuple[Any, ...]] = []
-            if fileno is not None:
-                super().__init__(family, type, proto, fileno)  # an existing fd: family and type detected
-                return
-            family = socket.AF_INET if family == -1 else family
-            type = socket.SOCK_STREAM if type == -1 else type
-            if family not in _INET:
-                super().__init__(family, type, proto)  # the kernel refuses every new non-IP socket
-                return
-            placeholder, self._reply_end = _pair()
-            super().__init__(family, type, 0 if proto == -1 else proto, placeholder.detach())
-
-        def _kind(self) -> str:
-            return "udp" if self.type & 0xF == socket.SOCK_DGRAM else "tcp"
-
-        def connect(self, address: Any) -> None:
-            if self._reply_end is None:
-                super().connect(address)
-                return
-            self._brokered_connect(address)
-
-        def connect_ex(self, address: Any) -> int:
-            try:
-                self.connect(address)
-            except EgressDenied:
-                raise
-            except TimeoutError:
-                return 11  # EAGAIN, as CPython's own connect_ex reports a timeout
-            except OSError as exc:
-                return exc.errno or 1
-            return 0
-
-        def sendto(self, data: Any, *args: Any) -> int:
-            if self._reply_end is not None:
-                self._brokered_connect(args[-1])  # UDP: the executor refuses and names the address
-            return int(super().sendto(data, *args))
-
-        def sendmsg(self, buffers: Any, *args: Any) -> int:
-            if self._reply_end is not None and len(args) >= 3:
-                self._brokered_connect(args[2])
-            return int(super().sendmsg(buffers, *args))
-
-        def bind(self, address: Any) -> None:
-            if self._reply_end is not None:
-                raise PermissionError(1, "widgets may not bind or listen on network sockets")
-            super().bind(address)
-
-        def setsockopt(self, *args: Any) -> None:
-            if self._reply_end is not None:
-                self._options.append(args)  # the placeholder is not a TCP socket: apply once connected
-                return
-            super().setsockopt(*args)
-
-        def _real_close(self, *args: Any, **kwargs: Any) -> None:
-            if self._reply_end is not None:
-                self._reply_end.close()
-            super()._real_close(*args, **kwargs)
-
-        def _brokered_connect(self, address: Any) -> None:
-            host, port = address[0], address[1]
-            if isinstance(host, bytes):
-                host = host.decode("idna")
-            if not isinstance(host, str) or not isinstance(port, int):
-                raise TypeError("connect() takes a (host, port) tuple")
-            timeout = self.gettimeout()
-            message = {"op": "connect", "host": host, "port": port, "family": int(self.family), "kind": self._kind(),
-                       "timeout": timeout or None}  # fmt: skip
-            assert self._reply_end is not None
-            reply_end, self._reply_end = self._reply_end, None
-            try:
-                to_executor.send(message, reply_end)
-                answer, connected = _receive(self, timeout + 1.0 if timeout else None)
-            except BaseException:
-                self._renew_placeholder()
-                raise
-            if connected is None:
-                self._renew_placeholder()
-                _raise_for(answer)
-                raise ConnectionError("the executor answered without a socket")
-            os.dup2(connected, self.fileno(), inheritable=False)
-            os.close(connected)
-            super().settimeout(timeout)  # the new file description is blocking until told otherwise
-            options, self._options = self._options, []
-            for option in options:
-                super().setsockopt(*option)
-
-        def _renew_placeholder(self) -> None:
-            """After a failed attempt, a fresh pair: the socket can be connected again, as a real one can."""
-            placeholder, self._reply_end = _pair()
-            os.dup2(placeholder.fileno(), self.fileno(), inheritable=False)
-            placeholder.close()
-
-    def resolve(host: str, family: int) -> list[str]:
-        ours, theirs = _pair()
-        try:
-            to_executor.send({"op": "resolve", "host": host, "family": family}, theirs)
-            answer, extra = _receive(ours, _RESOLVE_WAIT_S)
-        finally:
-            ours.close()
-        if extra is not None:
-            os.close(extra)
-        if not answer.get("ok"):
-            _raise_for(answer)
-        return [str(address) for address in answer.get("addresses", [])]
-
-    def getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0) -> Any:
-        try:
-            return real_getaddrinfo(host, port, family, type, proto, flags | socket.AI_NUMERICHOST)
-        except socket.gaierror:
-            if host is None or flags & socket.AI_NUMERICHOST:
-                raise
-        name = host.decode("idna") if isinstance(host, bytes) else str(host)
-        found = []
-        for address in resolve(name, int(family)):
-            found.extend(real_getaddrinfo(address, port, family, type, proto, flags | socket.AI_NUMERICHOST))
-        return found
-
-    def gethostbyname(name: str) -> str:
-        return str(getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0])
-
-    def gethostbyname_ex(name: str) -> tuple[str, list[str], list[str]]:
-        return name, [], [str(info[4][0]) for info in getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)]
-
-    class RawSocket(_socket.socket):
-        """What ``_socket.socket`` names from now on: a brokered socket too. It inherits
-        ``__init__``, because ``socket.socket.__init__`` calls ``_socket.socket.__init__``."""
-
-        def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-            return BrokeredSocket(*args, **kwargs)
-
+    global _channel
+    _channel = channel
     socket.socket = BrokeredSocket  # type: ignore[misc]
     _socket.socket = RawSocket  # type: ignore[misc]
     resolver = {"getaddrinfo": getaddrinfo, "gethostbyname": gethostbyname, "gethostbyname_ex": gethostbyname_ex}
