@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import aio_pika
 import aiormq
@@ -50,6 +51,14 @@ class OutgoingMessage:
 
 
 OnMessage = Callable[[AbstractIncomingMessage], Awaitable[None]]
+
+
+class Publisher(Protocol):
+    """The publishing half of ``Broker``: what handlers that only publish depend on."""
+
+    async def publish(
+        self, exchange: str, routing_key: str, message: OutgoingMessage, *, mandatory: bool = True
+    ) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,8 @@ async def serve(settings: OrchestratorSettings, stop: asyncio.Event) -> None:
         # Events first: their runs still need their results, which keep coming until they close.
         events, *private = reversed(consumers)
         await events.stop(settings.drain_timeout_s)
+        # Runs still open have had their events requeued: they are another replica's now.
+        metrics.runs_abandoned.inc(active.abandon_all())
         for consumer in private:
             await consumer.stop(settings.drain_timeout_s)
     log.info("orchestrator.stopped")

@@ -30,7 +30,7 @@ class BusinessCatalog:
     sealed_secrets: dict[str, str] = field(default_factory=dict)
 
     def definitions(self, snapshots: tuple[WidgetSnapshot, ...]) -> list[WidgetDefinition]:
-        """The current code of a run's widgets, for a takeover; widgets since deactivated are left out."""
+        """The current definitions of a run's widgets, for a takeover; widgets since deactivated are left out."""
         by_id = {w.snapshot.widget_id: w for w in self.widgets}
         return [by_id[s.widget_id] for s in snapshots if s.widget_id in by_id]
 

@@ -24,7 +24,7 @@ from orchestrator.assembly import assemble_sidebar, widget_entry, widget_event_i
 from orchestrator.catalog import BusinessCatalog
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.runs import Run, RunKey, RunStore, WidgetDefinition, WidgetSnapshot
-from shared.broker import Broker, OutgoingMessage
+from shared.broker import OutgoingMessage, Publisher
 from shared.consumer import Delivery
 from shared.contracts.catalog import CatalogChanged
 from shared.contracts.events import (
@@ -102,7 +102,7 @@ def _event_message(body: str, message_type: str, event_id: str) -> OutgoingMessa
 class Outbox:
     """What the orchestrator publishes: jobs, cards and sidebars."""
 
-    broker: Broker
+    broker: Publisher
     results_queue: str
     metrics: OrchestratorMetrics
 
@@ -170,19 +170,16 @@ class OpenedHandler:
             self.metrics.events.labels("started").inc()
             log.info("run.started", widgets=len(widgets))
         else:
-            # A first delivery of a known event is a duplicate: the run's owner holds the original
-            # delivery, and if it dies, that delivery comes back marked redelivered.
-            if not delivery.redelivered:
-                self._duplicate()
-                return
             stored = await self.runs.get(key)
             if stored is None:
                 raise TransientError(f"run {event.event_id} is not readable yet after a concurrent create")
-            if stored.published:
+            # A first delivery of a known event is a duplicate: the run's owner holds the original
+            # delivery, and if it dies, that delivery comes back marked redelivered. Unless the run
+            # was orphaned long ago (a dead-lettered event replayed, say): no owner is that late.
+            if stored.published or not (delivery.redelivered or self._orphaned(stored.run)):
                 self._duplicate()
                 return
-            run = self._takeover(stored.run)
-            widgets = catalog.definitions(run.widgets)
+            run, widgets = self._takeover(stored.run, catalog)
             self.metrics.events.labels("taken_over").inc()
             log.info("run.taken_over", attempt=run.attempt, widgets=len(widgets))
         if context is None:
@@ -249,15 +246,24 @@ class OpenedHandler:
             widgets=widgets,
         )
 
-    def _takeover(self, run: Run) -> Run:
-        """Its results died with its owner: run the jobs again, against a fresh deadline."""
+    def _orphaned(self, run: Run) -> bool:
+        """Past the latest moment its owner could still publish and record it."""
+        return self.clock() > run.deadline_at + timedelta(seconds=2 * self.retry.within_s)
+
+    def _takeover(self, run: Run, catalog: BusinessCatalog) -> tuple[Run, list[WidgetDefinition]]:
+        """Its results died with its owner: run the jobs again, against a fresh deadline.
+        Widgets deactivated since the run began are left out."""
+        widgets = catalog.definitions(run.widgets)
+        snapshots = tuple(w.snapshot for w in widgets)
         received_at = self.clock()
-        return dataclasses.replace(
+        taken = dataclasses.replace(
             run,
+            widgets=snapshots,
             received_at=received_at,
-            deadline_at=self.deadlines.deadline(received_at, run.widgets),
+            deadline_at=self.deadlines.deadline(received_at, snapshots),
             attempt=run.attempt + 1,
         )
+        return taken, widgets
 
     @staticmethod
     def _job(run: Run, widget: WidgetDefinition, context: EventContext, secrets: dict[str, str]) -> WidgetJob:
