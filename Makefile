@@ -23,7 +23,7 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help install services services-stop services-status ferretdb run test lint fmt typecheck check bench readme-image clean
+.PHONY: help install services services-stop services-status ferretdb run test lint fmt typecheck check bench bench-deps readme-image clean
 
 help:
 	@echo "Targets:"
@@ -38,7 +38,9 @@ help:
 	@echo "  fmt              ruff format + ruff check --fix"
 	@echo "  typecheck        mypy"
 	@echo "  check            lint + typecheck + test"
-	@echo "  bench            install + services, then benchmarks/e2e.py"
+	@echo "  bench            the product (benchmarks/e2e.py) and its Celery chord peer back to back, one table"
+	@echo "                   (benchmarks/compare.py; extra args: BENCH_ARGS=\"--events 50 --open-duration 5\")"
+	@echo "  bench-deps       the bench extra (celery[redis]) and Debian's redis-server"
 	@echo "  readme-image     refresh docs/images/agent-console.png from the browser test"
 	@echo "  clean            services-stop, then remove .local and $(VENV)"
 
@@ -92,8 +94,22 @@ typecheck: install
 
 check: lint typecheck test
 
-bench: install services
-	$(VPY) benchmarks/e2e.py
+BENCH_STAMP := $(VENV)/.bench-installed
+BENCH_ARGS ?=
+
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(VPY) -m pip install --disable-pip-version-check -q -e '.[dev,bench]'
+	@touch $@
+
+bench-deps: $(BENCH_STAMP)
+	@if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; then \
+	  echo "installing redis-server (the chord peer's result backend; the benchmark starts its own)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends redis-server </dev/null \
+	    || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends redis-server </dev/null; }; \
+	fi
+
+bench: bench-deps services
+	$(VPY) benchmarks/compare.py $(BENCH_ARGS)
 
 readme-image: install services
 	REFRESH_README_IMAGE=1 $(VPY) -m pytest -q tests/browser/test_chat_to_console.py

@@ -111,10 +111,12 @@ class Outcome:
         complete = [t.complete_ms() for t in self.timings]
         first = [ms for t in self.timings if (ms := t.first_card_ms()) is not None]
         statuses: Counter[str] = Counter()
+        widget_errors: Counter[str] = Counter()
         all_ok = 0
         for t in self.timings:
             entries = (t.sidebar or {}).get("widgets", [])
             statuses.update(w["status"] for w in entries)
+            widget_errors.update(f"{e.get('type')}: {e.get('message')}"[:300] for w in entries if (e := w.get("error")))
             all_ok += len(entries) == widgets and all(w["status"] == "ok" for w in entries)
         elapsed = (self.last_ready or 0.0) - (self.first_publish or 0.0)
         return {
@@ -124,6 +126,7 @@ class Outcome:
             "all_widgets_ok": all_ok,
             "errors": dict(self.errors),
             "widget_statuses": dict(statuses),
+            "widget_errors": dict(widget_errors.most_common(5)),
             "latency_ms": stats_ms(complete),
             "first_card_ms": stats_ms(first) if first else None,
             "duration_s": round(elapsed, 3),
