@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -37,8 +38,14 @@ TARGET_IDLE_FIRST_CARD_MS = 5.0
 def run_child(name: str, command: list[str], output: Path) -> dict[str, Any] | None:
     print(f"\n==> {name}: {' '.join(command[1:])}", flush=True)
     started = time.monotonic()
-    completed = subprocess.run(command, cwd=ROOT, check=False)
-    print(f"<== {name}: exit {completed.returncode} in {time.monotonic() - started:.0f}s", flush=True)
+    child = subprocess.Popen(command, cwd=ROOT)
+    try:
+        returncode = child.wait()
+    except KeyboardInterrupt:
+        child.send_signal(signal.SIGTERM)  # the child cleans up what it started
+        child.wait(timeout=180)
+        raise
+    print(f"<== {name}: exit {returncode} in {time.monotonic() - started:.0f}s", flush=True)
     if not output.exists():
         return None
     report: dict[str, Any] = json.loads(output.read_text(encoding="utf-8"))
@@ -180,8 +187,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out_dir = RESULTS_DIR / f"compare-{stamp}"
     out_dir.mkdir(parents=True, exist_ok=True)

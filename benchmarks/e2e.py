@@ -65,6 +65,7 @@ from benchmarks.harness import (
     isolated_vhost,
     machine_facts,
     relative,
+    run_bounded,
     start_process,
     stop_process,
     wait_http,
@@ -496,10 +497,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     try:
-        report = asyncio.run(asyncio.wait_for(benchmark(args, stamp), args.timeout + CLEANUP_GRACE_S))
+        report = run_bounded(lambda: benchmark(args, stamp), args.timeout + CLEANUP_GRACE_S)
     except (BenchmarkError, ServingError) as exc:
         print(f"e2e: error: {exc}", file=sys.stderr)
         return 1
+    except asyncio.CancelledError:
+        print("e2e: interrupted; what it started is stopped", file=sys.stderr)
+        return 130
     except TimeoutError:
         print(f"e2e: error: gave up after {args.timeout + CLEANUP_GRACE_S:.0f}s", file=sys.stderr)
         return 1

@@ -17,11 +17,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
@@ -35,6 +35,8 @@ PYTHON = sys.executable
 LOOPBACK = "127.0.0.1"
 DEFAULT_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_MONGODB_URL = "mongodb://127.0.0.1:27017/"
+
+T = TypeVar("T")
 
 
 class BenchmarkError(Exception):
@@ -129,6 +131,20 @@ async def _all_answer(client: httpx.AsyncClient, urls: Sequence[str]) -> bool:
         except httpx.HTTPError:
             return False
     return True
+
+
+def run_bounded(main: Callable[[], Coroutine[Any, Any, T]], bound_s: float) -> T:
+    """``asyncio.run`` with a time bound, where SIGTERM and SIGINT cancel the run, so that its
+    clean-up (processes, vhost, database) still happens."""
+
+    async def guarded() -> T:
+        task = asyncio.current_task()
+        assert task is not None
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(signum, task.cancel)
+        return await asyncio.wait_for(main(), bound_s)
+
+    return asyncio.run(guarded())
 
 
 def rabbitmqctl(*args: str) -> bool:

@@ -62,6 +62,7 @@ class Watch:
     """The subscription: records cards and completes the event awaiting each sidebar."""
 
     pending: dict[str, tuple[Timing, asyncio.Future[None]]] = field(default_factory=dict)
+    lost: BaseException | None = None
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         arrived = time.perf_counter()
@@ -77,7 +78,16 @@ class Watch:
         elif timing.first_card is None:
             timing.first_card = arrived
 
+    def connection_lost(self, *_: Any) -> None:
+        """The subscription is gone: fail what waits and what comes, rather than wait out the deadline."""
+        self.lost = ConnectionError("the connection carrying the sidebar subscription closed")
+        for _timing, done in self.pending.values():
+            if not done.done():
+                done.set_exception(self.lost)
+
     def expect(self, event_id: str) -> tuple[Timing, asyncio.Future[None]]:
+        if self.lost is not None:
+            raise self.lost
         entry = (Timing(time.perf_counter(), time.time()), asyncio.get_running_loop().create_future())
         self.pending[event_id] = entry
         return entry
@@ -93,6 +103,7 @@ async def watch_sidebars(channel: AbstractChannel, exchange: AbstractExchange, b
     for prefix in (SIDEBAR_READY_PREFIX, SIDEBAR_WIDGET_PREFIX):
         await queue.bind(exchange, routing_key=f"{prefix}.{business_id}.#")
     await queue.consume(watch.on_message, no_ack=True)
+    channel.close_callbacks.add(watch.connection_lost)
     return watch
 
 
@@ -136,7 +147,7 @@ class Outcome:
 
 async def _one(watch: Watch, submit: Submit, outcome: Outcome, deadline: float) -> None:
     event_id = uuid.uuid4().hex
-    timing, done = watch.expect(event_id)
+    timing, done = watch.expect(event_id)  # raises once the subscription is lost: the run stops
     outcome.submitted += 1
     outcome.first_publish = min(outcome.first_publish or timing.published, timing.published)
     try:
