@@ -110,7 +110,9 @@ def targets(product: dict[str, Any] | None, reference: dict[str, Any] | None) ->
 
 
 def commands_lines(product: dict[str, Any] | None) -> list[str]:
-    per = (product or {}).get("db_commands_per_sidebar") or {}
+    if product is None:
+        return ["database commands per sidebar: n/a (the product did not run)"]
+    per = product.get("db_commands_per_sidebar") or {}
     lines = ["database commands per sidebar (product, throughput run; metric delta / sidebars):"]
     for service in ("orchestrator", "store"):
         counts = per.get(service)
@@ -143,7 +145,7 @@ def idle_lines(idle: dict[str, Any] | None) -> list[str]:
 
 def open_loop_table(rows: list[tuple[str, dict[str, Any] | None]]) -> list[str]:
     floor = next((r["floor_ms"] for _, r in rows if r and "floor_ms" in r), None)
-    config = next((r.get("config", {}) for _, r in rows if r), {})
+    config: dict[str, Any] = next((r.get("config", {}) for _, r in rows if r), {})
     lines = [
         f"open loop: {config.get('rate_per_s')} conversations/s for {config.get('duration_s')} s, "
         "each widget's endpoint answering after 50-200 ms:",

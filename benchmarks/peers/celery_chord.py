@@ -283,7 +283,7 @@ def seed(db_url: str, database: str, business_id: str, widgets: list[dict[str, A
     context = bench_context(business_id, CONVERSATION_ID)
     client: MongoClient[dict[str, Any]]
     with MongoClient(db_url, serverSelectionTimeoutMS=10_000) as client:
-        db = client[database]
+        db: Any = client[database]
         db.businesses.insert_one({"_id": business_id, "name": context["business"]["name"]})
         db.customers.insert_one({"_id": f"{business_id}:bench-customer", "context": context["customer"]})
         db.conversations.insert_one(
