@@ -30,6 +30,7 @@ from executor.egress.policy import EgressPolicy
 from executor.egress.supervisor import JobEgress
 from executor.runner import RunOutcome, RunRequest
 from executor.slots import UidSlots
+from executor.thread_cap import ThreadCap
 
 log = structlog.get_logger(__name__)
 
@@ -153,7 +154,8 @@ class ZygoteRunner:
             for fd in (request_r, log_w, result_w):
                 os.close(fd)
         # The child has its job: from here it is killed and forgotten on every way out.
-        egress = JobEgress(self._policy, channel, request.timeout_s)
+        threads = ThreadCap(self._config.threads)
+        egress = JobEgress(self._policy, channel, request.timeout_s, threads)
         egress.start()
         pipes = (
             asyncio.create_task(read_pipe_capped(open_pipe(log_r), self._config.log_bytes)),
@@ -174,6 +176,7 @@ class ZygoteRunner:
         finally:
             _kill_group(pid)  # whatever the widget left in its session dies with it
             egress.close()
+            threads.close()
             zygote.exits.pop(pid, None)
         duration = time.perf_counter() - started
         logs, result = await collect(pipes, _PIPE_GRACE_S)
@@ -254,7 +257,6 @@ class ZygoteRunner:
                 "cpu_seconds": max(1, int(request.timeout_s) + 1),
                 "open_files": config.open_files,
                 "file_bytes": config.file_bytes,
-                "threads": config.threads,
             },
         }
 

@@ -1,6 +1,7 @@
 """The two seccomp filters on their own, in a forked process that keeps the test's uid:
 the kernel would let it signal the test process (same uid, or root), so only the
-filters can refuse. As root, the uid and group changes are likewise the filters' doing."""
+filters can refuse. As root, the uid and group changes are likewise the filters' doing.
+The test process answers the child's thread notifications, as the executor does."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ import ctypes
 import errno
 import json
 import os
+import select
+import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from executor.sandbox import seccomp
+from executor.thread_cap import ThreadCap
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _NR = {"rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297, "tgkill": 234, "pidfd_open": 434, "pidfd_send_signal": 424}
@@ -38,22 +43,62 @@ def _attempt(call: Callable[[], object]) -> str:
     return "allowed"
 
 
+def _second_thread_while_the_first_runs() -> str:
+    release = threading.Event()
+    first = threading.Thread(target=release.wait)
+    first.start()
+    try:
+        threading.Thread(target=lambda: None).start()
+    except RuntimeError:
+        return "denied"
+    finally:
+        release.set()
+        first.join()
+    return "allowed"
+
+
+@contextmanager
+def _answering(cap: ThreadCap, channel: socket.socket) -> Iterator[None]:
+    """Answer the child's thread notifications from a thread of the test, until the block ends."""
+    _, fds, _, _ = socket.recv_fds(channel, 16, 1)
+    listener = fds[0]
+    stop_r, stop_w = os.pipe()
+
+    def serve() -> None:
+        while listener in select.select([listener, stop_r], [], [])[0] and cap.answer_one(listener):
+            pass
+
+    server = threading.Thread(target=serve)
+    server.start()
+    try:
+        yield
+    finally:
+        os.write(stop_w, b"x")
+        server.join()
+        for fd in (listener, stop_r, stop_w):
+            os.close(fd)
+
+
 def _probe_in_filtered_child(other: int) -> dict[str, str]:
     compiled = seccomp.compile_filter()
     read_fd, write_fd = os.pipe()
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         try:
             os.close(read_fd)
             seccomp.install_common(compiled)
             me = os.getpid()
-            seccomp.install_child(seccomp.child_program(compiled, me))
+            listener = seccomp.install_child(compiled, seccomp.child_program(compiled, me))
+            socket.send_fds(theirs, [b"threads"], [listener])
+            os.close(listener)
             threads: list[int] = []
             worker = threading.Thread(target=lambda: threads.append(1))
             worker.start()
             worker.join()
             found = {
                 "thread": "allowed" if threads else "denied",
+                "a thread over the cap": _second_thread_while_the_first_runs(),
                 "kill self": _attempt(lambda: os.kill(me, 0)),
                 "kill other": _attempt(lambda: os.kill(other, 0)),
                 "kill group": _attempt(lambda: os.kill(0, 0)),
@@ -73,14 +118,16 @@ def _probe_in_filtered_child(other: int) -> dict[str, str]:
         finally:
             os._exit(0)
     os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as source:
+    theirs.close()
+    with _answering(ThreadCap(limit=2), ours), os.fdopen(read_fd, "rb") as source:
         data = source.read()
+    ours.close()
     os.waitpid(pid, 0)
     result: dict[str, str] = json.loads(data)
     return result
 
 
-def test_a_child_may_only_signal_itself_and_never_change_uid_fork_or_exec() -> None:
+def test_a_child_may_only_signal_itself_start_threads_up_to_its_cap_and_never_change_uid_fork_or_exec() -> None:
     found = _probe_in_filtered_child(os.getpid())
     allowed = {"thread", "kill self", "sigqueue self"}
     assert {name for name, outcome in found.items() if outcome == "allowed"} == allowed, found

@@ -13,10 +13,11 @@ three pipes); it is never reused. The channel stays open for the job: it is how 
 widget asks the executor for its network connections. With its job it:
 
 4. sends stdout/stderr to the log pipe;
-5. sets rlimits: address space, CPU seconds, open files, file size, no core files,
-   and a process/thread cap for the slot's uid;
+5. sets rlimits: address space, CPU seconds, open files, file size, no core files
+   (threads are counted by the executor instead: see executor/thread_cap.py);
 6. as root, switches to the slot's uid/gid with no supplementary groups;
-7. loads its own seccomp filter: no uid changes, no new processes, signals to itself only
+7. loads its own seccomp filter: no uid changes, no new processes, signals to itself only,
+   each new thread approved by the executor, to which it sends the filter's listener
    (the common filter it inherited already refuses it every network socket);
 8. installs the brokered sockets (egress.py), then runs the widget: ``get_sidebar_data(context)``.
 The result envelope goes to the result pipe; the process then exits at once.
@@ -50,7 +51,6 @@ def _apply_limits(limits: dict[str, int]) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu_seconds"], limits["cpu_seconds"] + 1))
     resource.setrlimit(resource.RLIMIT_NOFILE, (limits["open_files"], limits["open_files"]))
     resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_bytes"], limits["file_bytes"]))
-    resource.setrlimit(resource.RLIMIT_NPROC, (limits["threads"], limits["threads"]))
 
 
 def _drop_privileges(uid: int | None, gid: int | None) -> None:
@@ -169,7 +169,10 @@ def serve_one(config: dict[str, Any], channel: socket.socket) -> NoReturn:
         _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)  # a uid change resets it to fs.suid_dumpable
         request = _read_request(request_fd)
         if program is not None:
-            seccomp.install_child(program)
+            listener = seccomp.install_child(config["seccomp_filter"], program)
+            # Before any thread exists: the widget must never hold its own approvals.
+            socket.send_fds(channel, [b'{"op": "threads"}'], [listener])
+            os.close(listener)
         egress.install(channel)
         started = time.perf_counter()
         envelope = _run_widget(request)

@@ -2,7 +2,8 @@
 
 Widgets get the built-in helpers ``log(...)`` and ``secret(name)`` without an
 import. HTTPS uses one TLS context built once in the zygote, so a job never
-reloads the CA bundle.
+reloads the CA bundle. Threads get 1 MiB stacks: at the default 8 MiB (from
+RLIMIT_STACK), the address-space limit would leave room for about three.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from __future__ import annotations
 import builtins
 import ssl
 import sys
+import threading
 from collections.abc import Mapping
 from typing import Any
 
 _tls_context: ssl.SSLContext | None = None
+THREAD_STACK_BYTES = 1024 * 1024
 
 
 class MissingSecret(KeyError):
@@ -33,6 +36,7 @@ def preload(extra_ca_file: str | None) -> None:
         context.load_verify_locations(cafile=extra_ca_file)
     _tls_context = context
     _share_tls_context(requests.adapters, httpx, context)
+    threading.stack_size(THREAD_STACK_BYTES)
 
 
 def _share_tls_context(adapters: Any, httpx: Any, context: ssl.SSLContext) -> None:

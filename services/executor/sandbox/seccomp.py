@@ -16,7 +16,10 @@ It comes in two parts so that no child pays for compiling or loading a large pro
 - the *child* filter, a few hand-written BPF instructions each child loads after
   switching to its uid: no uid/gid changes, ``clone`` for threads only, and
   signals (``kill``, ``tgkill``, ``rt_sigqueueinfo``, ``rt_tgsigqueueinfo``) to
-  nobody but itself (its pid is only known after the fork).
+  nobody but itself (its pid is only known after the fork). Each new thread waits
+  for the executor's word (user notification, see executor/thread_cap.py), which
+  counts the process's threads: a per-job limit that, unlike ``RLIMIT_NPROC``,
+  does not count every task of the uid on the node.
 
 Syscalls of another ABI (x32, i386) are killed by the common filter.
 """
@@ -33,7 +36,8 @@ import pyseccomp as sc
 
 CLONE_THREAD = 0x00010000
 _PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 38, 22, 2
-_RET_ALLOW, _RET_EPERM = 0x7FFF0000, 0x00050000 | errno.EPERM
+_RET_ALLOW, _RET_EPERM, _RET_USER_NOTIF = 0x7FFF0000, 0x00050000 | errno.EPERM, 0x7FC00000
+_SET_MODE_FILTER, _FILTER_FLAG_NEW_LISTENER = 1, 1 << 3
 _LD_ABS, _JEQ, _JSET, _JGE, _RET = 0x20, 0x15, 0x45, 0x35, 0x06
 _OFFSET_NR, _OFFSET_ARCH, _OFFSET_ARG0 = 0, 4, 16  # arg0's low 32 bits (little-endian)
 _X32_SYSCALL_BIT = 0x40000000
@@ -73,6 +77,7 @@ class CompiledFilter:
     child_denied: tuple[int, ...]
     clone: int
     signal_numbers: tuple[int, ...]
+    seccomp: int
 
 
 def available() -> bool:
@@ -115,6 +120,7 @@ def compile_filter() -> CompiledFilter:
         child_denied=tuple(_numbers(arch, CHILD_DENIED)),
         clone=sc.resolve_syscall(arch, "clone"),
         signal_numbers=tuple(_numbers(arch, SIGNALLING)),
+        seccomp=sc.resolve_syscall(arch, "seccomp"),
     )
 
 
@@ -145,7 +151,7 @@ def child_program(compiled: CompiledFilter, pid: int) -> bytes:
         *([None] * len(signalling)),
     ]
     n = len(head)
-    clone_check, pid_check, allow, eperm = n, n + 2, n + 4, n + 5
+    clone_check, pid_check, allow, eperm, notify = n, n + 2, n + 4, n + 5, n + 6
 
     def jump(at: int, target: int) -> int:
         return target - at - 1
@@ -161,12 +167,13 @@ def child_program(compiled: CompiledFilter, pid: int) -> bytes:
         last = index == n - 1
         head[index] = (_JEQ, jump(index, pid_check), jump(index, allow) if last else 0, number)
     tail = [
-        (_LD_ABS, 0, 0, _OFFSET_ARG0),  # clone: threads only
-        (_JSET, jump(clone_check + 1, allow), jump(clone_check + 1, eperm), CLONE_THREAD),
+        (_LD_ABS, 0, 0, _OFFSET_ARG0),  # clone: threads only, each one counted by the executor
+        (_JSET, jump(clone_check + 1, notify), jump(clone_check + 1, eperm), CLONE_THREAD),
         (_LD_ABS, 0, 0, _OFFSET_ARG0),  # signals: to this process only
         (_JEQ, jump(pid_check + 1, allow), jump(pid_check + 1, eperm), pid),
         (_RET, 0, 0, _RET_ALLOW),
         (_RET, 0, 0, _RET_EPERM),
+        (_RET, 0, 0, _RET_USER_NOTIF),
     ]
     instructions = [*head, *tail]
     assert all(instruction is not None for instruction in instructions)
@@ -187,6 +194,14 @@ def install_common(compiled: CompiledFilter) -> None:
     _load(compiled.common)
 
 
-def install_child(program: bytes) -> None:
-    """Load a ``child_program`` (after no_new_privs and the uid switch); it cannot be undone."""
-    _load(program)
+def install_child(compiled: CompiledFilter, program: bytes) -> int:
+    """Load a ``child_program`` (after no_new_privs and the uid switch); it cannot be undone.
+    Returns the listener fd for its thread notifications, which the executor must serve:
+    until then every new thread waits."""
+    buffer = ctypes.create_string_buffer(program, len(program))
+    fprog = _SockFprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
+    listener = int(_libc.syscall(compiled.seccomp, _SET_MODE_FILTER, _FILTER_FLAG_NEW_LISTENER, ctypes.byref(fprog)))
+    if listener < 0:
+        number = ctypes.get_errno()
+        raise OSError(number, f"seccomp listener: {os.strerror(number)}")
+    return listener
