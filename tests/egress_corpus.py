@@ -171,6 +171,16 @@ BYPASSES: dict[str, tuple[str, str | None, str]] = {
     ),
 }
 
+# A kernel refusal asserted by the body itself ends in a valid card, so the run is ok.
+BYPASSES = {
+    name: (
+        body if "\nreturn " in "\n" + body or error else body + "\nreturn {'title': 'refused', 'items': []}",
+        error,
+        named,
+    )
+    for name, (body, error, named) in BYPASSES.items()
+}
+
 # Allowed traffic still works, through every client widgets use.
 ALLOWED: dict[str, str] = {
     "requests": "import requests\nr = requests.get('http://127.0.0.1:$allowed/', timeout=2)\n"

@@ -1,0 +1,172 @@
+"""Acceptance (issue 9): the executor as a non-root uid, as deploy/k8s runs it (uid 10001,
+no capabilities), through the real broker: the poison suite gets its precise statuses, the
+egress bypass corpus reaches none of the listeners the test owns, and a thread pool works
+although the uid has more tasks than the old RLIMIT_NPROC of 32 allowed."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractIncomingMessage
+
+from shared.contracts.events import EventContext
+from shared.contracts.jobs import WidgetJob, WidgetResult, decode_widget_result, job_id_for
+from shared.topology import INTERNAL_EXCHANGE, WIDGET_JOB_KEY
+from tests.egress_corpus import ALLOWED, BYPASSES, Listeners, listeners
+from tests.infra import Infra
+from tests.poison import POISON, widget
+from tests.system.harness import ServiceProcess, base_env, free_port
+
+UID = 10001  # deploy/k8s: runAsUser and runAsGroup of the executor
+TIMEOUT_S = 1.5
+HEALTHY = "def get_sidebar_data(context):\n    print('healthy')\n    return {'title': 'ok', 'items': []}\n"
+CONTEXT = EventContext(conversation={"id": "c1"}, customer=None, business={"id": "acme"})
+POOL = widget(
+    "from concurrent.futures import ThreadPoolExecutor\n"
+    "with ThreadPoolExecutor(8) as pool:\n"
+    "    return {'title': str(sum(pool.map(lambda n: n * n, range(64)))), 'items': []}"
+)
+
+
+@pytest.fixture(scope="module")
+def owned() -> Iterator[Listeners]:
+    with listeners() as value:
+        yield value
+
+
+@pytest.fixture(scope="module")
+def other_tasks_of_the_uid() -> Iterator[None]:
+    """Other processes of the executor's uid, as other pods of that uid on a node would be."""
+    processes = [
+        subprocess.Popen(["cat"], stdin=subprocess.PIPE, user=UID, group=UID, extra_groups=[]) for _ in range(40)
+    ]
+    yield
+    for process in processes:
+        assert process.stdin is not None
+        process.stdin.close()
+    for process in processes:
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def executor(infra: Infra, owned: Listeners, other_tasks_of_the_uid: None) -> Iterator[ServiceProcess]:
+    targets = owned.targets
+    env = base_env(
+        {
+            **infra.env(),
+            "HOME": "/",
+            "EXECUTOR_CONCURRENCY": str(len(POISON) + 4),
+            "EXECUTOR_METRICS_PORT": str(free_port()),
+            "EXECUTOR_EGRESS_PORTS": ",".join(map(str, targets.egress_ports())),
+            "EXECUTOR_EGRESS_ALLOW": ",".join(targets.egress_allow()),
+        }
+    )
+    # setpriv drops to the uid with no capabilities left, what runAsUser with capabilities: drop ALL gives.
+    argv = ["setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"]
+    process = ServiceProcess("executor-nonroot", [*argv, sys.executable, "-m", "executor"], env).start()
+    process.wait_for(lambda line: line.get("event") == "executor.started")
+    yield process
+    process.stop()
+
+
+async def _run(infra: Infra, jobs: dict[str, str]) -> dict[str, tuple[WidgetResult, float]]:
+    """Publish one job per widget id; each result, by widget id, with its time since publishing."""
+    connection = await aio_pika.connect_robust(infra.rabbitmq_url)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.declare_exchange(INTERNAL_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True)
+        queue = await channel.declare_queue(exclusive=True)
+        await queue.bind(exchange, queue.name)  # executors reply on the internal exchange, keyed by reply_to
+        received: asyncio.Queue[tuple[WidgetResult, float]] = asyncio.Queue()
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            await received.put((decode_widget_result(message.body), time.perf_counter()))
+
+        await queue.consume(on_message, no_ack=True)
+        run_id = uuid.uuid4().hex
+        started = time.perf_counter()
+        for widget_id, code in jobs.items():
+            job = WidgetJob(
+                job_id=job_id_for(run_id, widget_id),
+                run_id=run_id,
+                purpose="sidebar",
+                business_id="acme",
+                conversation_id="c1",
+                widget_id=widget_id,
+                widget_name=widget_id,
+                code=code,
+                timeout_s=TIMEOUT_S,
+                context=CONTEXT,
+                expires_at=datetime.now(UTC) + timedelta(seconds=60),
+            )
+            message = aio_pika.Message(job.model_dump_json().encode(), reply_to=queue.name)
+            await exchange.publish(message, routing_key=WIDGET_JOB_KEY)
+        results = {}
+        for _ in jobs:
+            result, at = await asyncio.wait_for(received.get(), 60)
+            results[result.job_id.removeprefix(f"{run_id}.")] = (result, at - started)
+        return results
+    finally:
+        await connection.close()
+
+
+def test_the_executor_runs_as_the_uid_without_uid_slots(executor: ServiceProcess) -> None:
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{executor.pid}/status").read_text().splitlines())
+    assert status["Uid"].split() == [str(UID)] * 4
+    assert status["CapEff"].strip() == "0000000000000000"
+    layers = executor.wait_for(lambda line: line.get("event") == "sandbox.layers")[0]
+    assert layers["uid_per_slot"] is False
+    assert layers["seccomp"] is True and layers["landlock"] is True and layers["egress_guard"] is True
+
+
+async def test_poison_jobs_fail_alone(infra: Infra, executor: ServiceProcess) -> None:
+    names = {f"poison{n}": name for n, name in enumerate(POISON)}
+    jobs = {widget_id: widget(POISON[name][0]) for widget_id, name in names.items()}
+    results = await _run(infra, jobs | {f"healthy{n}": HEALTHY for n in range(4)} | {"pool": POOL})
+    for widget_id, name in names.items():
+        result, took = results[widget_id]
+        _, status, error_type = POISON[name]
+        assert result.status == (status if status == "timeout" else "error"), (name, result.error)
+        assert result.error is not None and result.error.type == error_type, (name, result.error)
+        assert took < TIMEOUT_S + 1, f"{name} answered after {took:.2f} s"
+    for n in range(4):
+        assert results[f"healthy{n}"][0].status == "ok"
+    pool = results["pool"][0]
+    assert pool.status == "ok", pool.error
+    assert pool.data is not None and pool.data.title == str(sum(n * n for n in range(64)))
+
+
+async def test_no_bypass_reaches_a_listener_of_the_test(
+    infra: Infra, executor: ServiceProcess, owned: Listeners
+) -> None:
+    targets = owned.targets
+    names = {f"bypass{n}": name for n, name in enumerate(BYPASSES)}
+    results = await _run(infra, {widget_id: targets.code(BYPASSES[name][0]) for widget_id, name in names.items()})
+    assert owned.reached() == []
+    for widget_id, name in names.items():
+        _, error_type, named = BYPASSES[name]
+        result = results[widget_id][0]
+        if error_type is None:
+            assert result.status == "ok", (name, result.error)
+        else:
+            assert result.error is not None and result.error.type == error_type, (name, result.error)
+            assert targets.text(named) in result.error.message, (name, result.error.message)
+
+
+async def test_allowed_traffic_flows(infra: Infra, executor: ServiceProcess, owned: Listeners) -> None:
+    names = {f"allowed{n}": name for n, name in enumerate(ALLOWED)}
+    results = await _run(infra, {widget_id: owned.targets.code(ALLOWED[name]) for widget_id, name in names.items()})
+    for widget_id, name in names.items():
+        result = results[widget_id][0]
+        assert result.status == "ok", (name, result.error)
+        assert result.data is not None and result.data.title == "200"
+    assert owned.reached() == []
