@@ -1,4 +1,4 @@
-"""Acceptance (issue 9): the executor as a non-root uid, as deploy/k8s runs it (uid 10001,
+"""Acceptance (issue 9): the executor as a non-root uid, as deploy/k8s runs it (uid 10002,
 no capabilities), through the real broker: the poison suite gets its precise statuses, the
 egress bypass corpus reaches none of the listeners the test owns, and a thread pool works
 although the uid has more tasks than the old RLIMIT_NPROC of 32 allowed."""
@@ -26,7 +26,7 @@ from tests.infra import Infra
 from tests.poison import POISON, widget
 from tests.system.harness import ServiceProcess, base_env, free_port
 
-UID = 10001  # deploy/k8s: runAsUser and runAsGroup of the executor
+UID = 10002  # deploy/k8s: runAsUser and runAsGroup of the executor
 TIMEOUT_S = 1.5
 HEALTHY = "def get_sidebar_data(context):\n    print('healthy')\n    return {'title': 'ok', 'items': []}\n"
 CONTEXT = EventContext(conversation={"id": "c1"}, customer=None, business={"id": "acme"})
