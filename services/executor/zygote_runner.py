@@ -20,6 +20,7 @@ import signal
 import socket
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,8 @@ _PIPE_GRACE_S = 1.0
 _ZYGOTE_ANSWER_S = 10.0
 _MAX_MESSAGE = 64 * 1024
 _MAX_SPARES = 4
+_STOPPED = ("memory", "cpu_limit", "crashed", "sandbox_failure")
+_DNS_THREADS = 4
 _RUNTIME_PATHS = ("/usr", "/lib", "/lib64", "/bin", "/etc/ssl", "/etc/ca-certificates", "/usr/share/zoneinfo")
 _SYSTEM_FILES = (
     "/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/gai.conf", "/etc/host.conf",
@@ -104,6 +107,8 @@ class ZygoteRunner:
         self._drop_privileges = os.geteuid() == 0
         self._slots = UidSlots(config.first_uid, config.slots)
         self._policy = EgressPolicy.parse(config.connect_ports, config.egress_allow)
+        # Widgets' name lookups get threads of their own: a slow DNS never holds the loop's default pool.
+        self._resolver: ThreadPoolExecutor | None = None
         self._zygote: _Zygote | None = None
         self._starting = asyncio.Lock()
 
@@ -114,6 +119,9 @@ class ZygoteRunner:
         return await asyncio.wait_for(asyncio.shield(zygote.layers), _ZYGOTE_ANSWER_S)
 
     async def close(self) -> None:
+        if self._resolver is not None:
+            self._resolver.shutdown(wait=False, cancel_futures=True)
+            self._resolver = None
         zygote, self._zygote = self._zygote, None
         if zygote is None:
             return
@@ -155,7 +163,9 @@ class ZygoteRunner:
                 os.close(fd)
         # The child has its job: from here it is killed and forgotten on every way out.
         threads = ThreadCap(self._config.threads)
-        egress = JobEgress(self._policy, channel, request.timeout_s, threads)
+        if self._resolver is None:
+            self._resolver = ThreadPoolExecutor(_DNS_THREADS, thread_name_prefix="egress-dns")
+        egress = JobEgress(self._policy, channel, request.timeout_s, threads, self._resolver)
         egress.start()
         pipes = (
             asyncio.create_task(read_pipe_capped(open_pipe(log_r), self._config.log_bytes)),
@@ -384,14 +394,18 @@ def _kill_group(pid: int) -> None:
 
 
 def _with_denials(outcome: RunOutcome, denials: list[str]) -> RunOutcome:
-    """A refused connection fails the run as ``egress_denied``, even if the widget caught the refusal."""
+    """A refused connection fails the run as ``egress_denied``, even if the widget caught the
+    refusal. A process the sandbox had to stop (timeout, limits, crash) keeps that status,
+    which the kill metrics count, and the refusal is added to its message."""
     if not denials:
         return outcome
-    message = denials[0] + (f" (and {len(denials) - 1} more refusals)" if len(denials) > 1 else "")
+    refusal = denials[0] + (f" (and {len(denials) - 1} more refusals)" if len(denials) > 1 else "")
+    if outcome.status == "timeout" or outcome.error_type in _STOPPED:
+        return RunOutcome(**{**vars(outcome), "error_message": f"{outcome.error_message}; before that, {refusal}"})
     if outcome.status == "ok":
-        message += "; the widget caught the refusal and returned normally"
+        message = f"{refusal}; the widget caught the refusal and returned normally"
     else:
-        message += f"; the widget then ended with {outcome.error_type}: {outcome.error_message}"
+        message = f"{refusal}; the widget then ended with {outcome.error_type}: {outcome.error_message}"
     return RunOutcome(**{**vars(outcome), "status": "error", "value": None, "error_type": "egress_denied",
                          "error_message": message})  # fmt: skip
 

@@ -52,3 +52,18 @@ async def test_allowed_traffic_flows(runner: ZygoteRunner, owned: Listeners, nam
     assert outcome.status == "ok", (outcome.error_type, outcome.error_message, outcome.logs)
     assert outcome.value == {"title": "200", "items": []}
     assert owned.reached() == []
+
+
+async def test_a_stopped_widget_keeps_its_status_and_its_message_names_the_refusal(
+    runner: ZygoteRunner, owned: Listeners
+) -> None:
+    body = (
+        "import socket\ntry:\n    socket.create_connection(('127.0.0.1', $tcp), 2)\nexcept OSError:\n    pass\n"
+        "while True:\n    pass"
+    )
+    outcome = await runner.run(RunRequest(code=owned.targets.code(body), context={}, timeout_s=1))
+    assert outcome.status == "timeout"
+    assert owned.targets.text("before that, connection to 127.0.0.1:$tcp is not allowed") in (
+        outcome.error_message or ""
+    )
+    assert owned.reached() == []

@@ -21,10 +21,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import ipaddress
 import json
 import select
 import socket
+from concurrent.futures import Executor
 from typing import Any
 
 from executor.egress.policy import Address, EgressPolicy
@@ -59,8 +61,11 @@ def _where(address: str | Address, port: int) -> str:
 class JobEgress:
     """One job's egress: serves its channel until closed and remembers every refusal."""
 
-    def __init__(self, policy: EgressPolicy, channel: socket.socket, timeout_s: float, threads: ThreadCap) -> None:
+    def __init__(
+        self, policy: EgressPolicy, channel: socket.socket, timeout_s: float, threads: ThreadCap, resolver: Executor
+    ) -> None:
         self.denials: list[str] = []
+        self._resolver = resolver
         self._threads = threads
         self._policy = policy
         self._channel = channel
@@ -144,9 +149,13 @@ class JobEgress:
                 answer: Answer = {"ok": True}
             else:
                 host, family = _host(request), _family(request)
-                answer = {"ok": True, "addresses": [str(ip) for _, ip, _ in await self._resolve(host, 0, family)]}
+                async with asyncio.timeout(self._timeout_s):
+                    addresses = await self._resolve(host, 0, family)
+                answer = {"ok": True, "addresses": [str(ip) for _, ip, _ in addresses]}
         except _Refused as refused:
             answer = refused.answer
+        except TimeoutError:
+            answer = {"ok": False, "error": "resolve", "errno": socket.EAI_AGAIN, "message": "name lookup timed out"}
         except (ValueError, TypeError):
             answer = {"ok": False, "error": "os", "errno": errno.EINVAL, "message": "bad egress request"}
         except BaseException:
@@ -244,7 +253,8 @@ class JobEgress:
         if found is not None:
             return found
         try:
-            infos = await self._loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
+            lookup = functools.partial(socket.getaddrinfo, host, port, family, socket.SOCK_STREAM)
+            infos = await self._loop.run_in_executor(self._resolver, lookup)
         except socket.gaierror as exc:
             raise _error("resolve", exc.errno or socket.EAI_NONAME, f"{host}: {exc.strerror}") from None
         return _addresses(infos)
