@@ -13,7 +13,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from prometheus_client import CollectorRegistry
 
 from shared.broker import Broker, OutgoingMessage
-from shared.consumer import Consumer, ConsumerMetrics, Delivery, RetryPolicy
+from shared.consumer import Consumer, ConsumerMetrics, Delivery, Handler, RetryPolicy
 from shared.errors import PermanentError, TransientError
 from shared.topology import DEAD_LETTER_QUEUE, INTERNAL_EXCHANGE, WIDGET_JOB_KEY, WIDGET_JOBS_QUEUE
 
@@ -142,6 +142,19 @@ async def test_retries_are_bounded_then_dead_lettered(
     assert recorder.seen == [(key, 1), (key, 2), (key, 3)]
 
 
+def _blocking_consumer(broker: Broker, handler: Handler[dict[str, str]], *, prefetch: int) -> Consumer[dict[str, str]]:
+    return Consumer(
+        name="blocking",
+        broker=broker,
+        queue_name=WIDGET_JOBS_QUEUE,
+        decode=_decode,
+        handler=handler,
+        log_fields=lambda m: {},
+        metrics=ConsumerMetrics(CollectorRegistry(), "test"),
+        prefetch=prefetch,
+    )
+
+
 async def test_handlers_run_concurrently_up_to_the_prefetch(broker: Broker) -> None:
     await broker.queue(WIDGET_JOBS_QUEUE).purge()
     started: list[str] = []
@@ -154,16 +167,7 @@ async def test_handlers_run_concurrently_up_to_the_prefetch(broker: Broker) -> N
             all_started.set()
         await release.wait()
 
-    value: Consumer[dict[str, str]] = Consumer(
-        name="concurrency",
-        broker=broker,
-        queue_name=WIDGET_JOBS_QUEUE,
-        decode=_decode,
-        handler=handler,
-        log_fields=lambda m: {},
-        metrics=ConsumerMetrics(CollectorRegistry(), "test"),
-        prefetch=10,
-    )
+    value = _blocking_consumer(broker, handler, prefetch=10)
     await value.start()
     for n in range(3):
         await _publish(broker, json.dumps({"id": str(n), "mode": "ok"}).encode())
@@ -188,16 +192,7 @@ async def test_the_prefetch_bounds_unacked_deliveries_on_the_consumers_own_chann
         if len(started) == 5:
             all_done.set()
 
-    value: Consumer[dict[str, str]] = Consumer(
-        name="bounded",
-        broker=broker,
-        queue_name=WIDGET_JOBS_QUEUE,
-        decode=_decode,
-        handler=handler,
-        log_fields=lambda m: {},
-        metrics=ConsumerMetrics(CollectorRegistry(), "test"),
-        prefetch=2,
-    )
+    value = _blocking_consumer(broker, handler, prefetch=2)
     for n in range(5):
         await _publish(broker, json.dumps({"id": str(n), "mode": "ok"}).encode())
     await value.start()

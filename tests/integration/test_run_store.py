@@ -15,11 +15,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 from orchestrator.assembly import assemble_sidebar
 from orchestrator.memory_runs import InMemoryRunStore
 from orchestrator.mongo_runs import MongoRunStore
-from orchestrator.runs import Run, RunStore, WidgetSnapshot
+from orchestrator.runs import Run, RunStore
 from shared.contracts.jobs import WidgetResult
-from shared.contracts.widget_output import WidgetOutput
 from shared.ids import scoped_key
 from shared.mongo import RUNS, SIDEBARS, Document
+from tests.runs import make_result, make_run
 
 
 @pytest.fixture(params=["mongo", "memory"])
@@ -28,32 +28,14 @@ def store(request: pytest.FixtureRequest, db: AsyncDatabase[Document]) -> RunSto
 
 
 def _run(now: datetime, *, conversation_id: str | None = None, business_id: str = "acme") -> Run:
-    return Run(
-        event_id=uuid.uuid4().hex,
-        business_id=business_id,
-        conversation_id=conversation_id or f"c-{uuid.uuid4().hex[:8]}",
-        occurred_at=now,
-        received_at=now,
-        deadline_at=now + timedelta(seconds=10),
-        widgets=(WidgetSnapshot("a", "A", 1, 5.0), WidgetSnapshot("b", "B", 2, 5.0)),
+    conversation_id = conversation_id or f"c-{uuid.uuid4().hex[:8]}"
+    return make_run(
+        "a", "b", event_id=uuid.uuid4().hex, business_id=business_id, conversation_id=conversation_id, at=now
     )
 
 
 def _result(run: Run, widget_id: str) -> WidgetResult:
-    return WidgetResult(
-        job_id=f"{run.event_id}.{widget_id}",
-        run_id=run.event_id,
-        purpose="sidebar",
-        business_id=run.business_id,
-        conversation_id=run.conversation_id,
-        widget_id=widget_id,
-        status="ok",
-        duration_ms=5,
-        data=WidgetOutput(title=widget_id.upper(), items=[]),
-        error=None,
-        logs=f"log of {widget_id}\n",
-        finished_at=run.received_at,
-    )
+    return make_result(run, widget_id, logs=f"log of {widget_id}\n")
 
 
 async def test_a_run_is_created_once_and_reads_back_unpublished(store: RunStore) -> None:
@@ -113,7 +95,9 @@ async def test_the_record_keeps_history_logs_and_the_latest_sidebar(db: AsyncDat
     assert latest is not None and latest["sidebar_json"] == sidebar.model_dump_json()
 
 
-async def test_the_latest_sidebar_is_never_replaced_by_an_older_one(store: RunStore) -> None:
+async def test_the_latest_sidebar_is_never_replaced_by_an_older_one(
+    store: RunStore, db: AsyncDatabase[Document]
+) -> None:
     now = datetime.now(UTC)
     older, newer = _run(now), _run(now, conversation_id=f"c-{uuid.uuid4().hex[:8]}")
     newer = Run(**{**vars(newer), "conversation_id": older.conversation_id})
@@ -121,13 +105,12 @@ async def test_the_latest_sidebar_is_never_replaced_by_an_older_one(store: RunSt
         await store.create(run, "r")
     await store.record(newer, assemble_sidebar(newer, {}, now + timedelta(seconds=1)), {})
     await store.record(older, assemble_sidebar(older, {}, now), {})
-    assert await _latest_trigger(store, older) == newer.event_id
+    assert await _latest_trigger(store, db, older) == newer.event_id
 
 
-async def _latest_trigger(store: RunStore, run: Run) -> str | None:
+async def _latest_trigger(store: RunStore, db: AsyncDatabase[Document], run: Run) -> str | None:
     if isinstance(store, InMemoryRunStore):
         latest = store.latest.get((run.business_id, run.conversation_id))
         return None if latest is None else latest.trigger_event_id
-    assert isinstance(store, MongoRunStore)
-    doc = await store._sidebars.find_one({"_id": scoped_key(run.business_id, run.conversation_id)})
+    doc = await db[SIDEBARS].find_one({"_id": scoped_key(run.business_id, run.conversation_id)})
     return None if doc is None else str(doc["trigger_event_id"])

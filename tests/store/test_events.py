@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -17,16 +18,23 @@ from store.settings import StoreSettings
 from tests.store.conftest import Tenant
 
 
-@pytest.fixture
-async def opened_queue(settings: StoreSettings) -> AsyncIterator[AbstractQueue]:
-    """A temporary queue bound like the orchestrator's, so the test sees what it would."""
+@asynccontextmanager
+async def bound_queue(settings: StoreSettings, exchange: str, routing_key: str) -> AsyncIterator[AbstractQueue]:
+    """A temporary queue bound like a consumer's, so the test sees what it would."""
     broker = await Broker.connect(settings.rabbitmq_url.get_secret_value(), prefetch=10, name="store-tests")
     try:
         queue = await broker.consume_channel.declare_queue(exclusive=True, auto_delete=True)
-        await queue.bind(EXCHANGE, routing_key=CONVERSATION_OPENED_KEY)
+        await queue.bind(exchange, routing_key=routing_key)
         yield queue
     finally:
         await broker.close()
+
+
+@pytest.fixture
+async def opened_queue(settings: StoreSettings) -> AsyncIterator[AbstractQueue]:
+    """Bound like the orchestrator's events queue."""
+    async with bound_queue(settings, EXCHANGE, CONVERSATION_OPENED_KEY) as queue:
+        yield queue
 
 
 async def next_message(queue: AbstractQueue) -> AbstractIncomingMessage:
@@ -95,14 +103,9 @@ async def test_opening_an_unknown_conversation_is_a_404_and_publishes_nothing(
 
 @pytest.fixture
 async def catalog_queue(settings: StoreSettings) -> AsyncIterator[AbstractQueue]:
-    """A temporary queue bound like an orchestrator's catalog queue."""
-    broker = await Broker.connect(settings.rabbitmq_url.get_secret_value(), prefetch=10, name="store-tests")
-    try:
-        queue = await broker.consume_channel.declare_queue(exclusive=True, auto_delete=True)
-        await queue.bind(INTERNAL_EXCHANGE, routing_key=CATALOG_CHANGED_KEY)
+    """Bound like an orchestrator's catalog queue."""
+    async with bound_queue(settings, INTERNAL_EXCHANGE, CATALOG_CHANGED_KEY) as queue:
         yield queue
-    finally:
-        await broker.close()
 
 
 async def _notices(queue: AbstractQueue) -> list[CatalogChanged]:

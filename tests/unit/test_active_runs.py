@@ -3,40 +3,18 @@ once every card is out, the deadline closes it, and abandoning it hands it back.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
 
 from orchestrator.active_runs import ActiveRuns, RunAbandoned
-from orchestrator.runs import Run, WidgetSnapshot
+from orchestrator.runs import Run
 from shared.contracts.jobs import WidgetResult
+from tests.runs import make_result, make_run
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-RUN = Run(
-    event_id="evt-1",
-    business_id="acme",
-    conversation_id="c1",
-    occurred_at=T0,
-    received_at=T0,
-    deadline_at=T0 + timedelta(seconds=12),
-    widgets=(WidgetSnapshot("a", "A", 1, 10), WidgetSnapshot("b", "B", 2, 10)),
-)
+RUN = make_run("a", "b")
 
 
 def _result(widget_id: str, duration_ms: int = 5) -> WidgetResult:
-    return WidgetResult(
-        job_id=f"evt-1.{widget_id}",
-        run_id="evt-1",
-        purpose="sidebar",
-        business_id="acme",
-        conversation_id="c1",
-        widget_id=widget_id,
-        status="timeout",
-        duration_ms=duration_ms,
-        data=None,
-        error=None,
-        finished_at=T0,
-    )
+    return make_result(RUN, widget_id, "timeout", duration_ms=duration_ms)
 
 
 async def test_the_first_result_of_each_widget_is_kept_and_unknown_widgets_are_ignored() -> None:

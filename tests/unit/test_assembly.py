@@ -2,51 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Literal
+from datetime import timedelta
 
 from orchestrator.assembly import assemble_sidebar, sidebar_event_id
 from orchestrator.runs import Run, WidgetSnapshot
 from shared.contracts.events import WidgetError
-from shared.contracts.jobs import WidgetResult
 from shared.contracts.widget_output import WidgetOutput
+from tests.runs import T0, make_result, make_run
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
+# Positions 20, 10, 20: assembly orders by position, then by id.
 RUN = Run(
-    event_id="evt-1",
-    business_id="acme",
-    conversation_id="c1",
-    occurred_at=T0,
-    received_at=T0,
-    deadline_at=T0 + timedelta(seconds=12),
-    widgets=(
-        WidgetSnapshot("zeta", "Zeta", 20, 10),
-        WidgetSnapshot("crm", "CRM", 10, 10),
-        WidgetSnapshot("alpha", "Alpha", 20, 10),
-    ),
+    **{
+        **vars(make_run()),
+        "widgets": (
+            WidgetSnapshot("zeta", "Zeta", 20, 10),
+            WidgetSnapshot("crm", "CRM", 10, 10),
+            WidgetSnapshot("alpha", "Alpha", 20, 10),
+        ),
+    }
 )
-
-
-def _result(
-    widget_id: str,
-    status: Literal["ok", "error", "timeout"],
-    data: WidgetOutput | None = None,
-    error: WidgetError | None = None,
-) -> WidgetResult:
-    return WidgetResult(
-        job_id=f"evt-1.{widget_id}",
-        run_id="evt-1",
-        purpose="sidebar",
-        business_id="acme",
-        conversation_id="c1",
-        widget_id=widget_id,
-        status=status,
-        duration_ms=42,
-        data=data,
-        error=error,
-        finished_at=T0,
-    )
 
 
 def test_widgets_appear_once_in_position_then_id_order() -> None:
@@ -56,7 +30,7 @@ def test_widgets_appear_once_in_position_then_id_order() -> None:
 
 def test_missing_results_become_timeouts_with_the_widget_name_as_title() -> None:
     output = WidgetOutput(title="CRM", items=[])
-    sidebar = assemble_sidebar(RUN, {"crm": _result("crm", "ok", output)}, T0 + timedelta(seconds=12))
+    sidebar = assemble_sidebar(RUN, {"crm": make_result(RUN, "crm", data=output)}, T0 + timedelta(seconds=12))
     by_id = {w.widget_id: w for w in sidebar.widgets}
     assert by_id["crm"].status == "ok"
     assert by_id["crm"].data is output, "the executor's typed output is passed through as it is"
@@ -68,7 +42,7 @@ def test_missing_results_become_timeouts_with_the_widget_name_as_title() -> None
 
 def test_failed_widget_keeps_its_error_and_gets_a_placeholder() -> None:
     error = WidgetError(type="exception", message="ValueError: boom (line 3)")
-    sidebar = assemble_sidebar(RUN, {"zeta": _result("zeta", "error", error=error)}, T0)
+    sidebar = assemble_sidebar(RUN, {"zeta": make_result(RUN, "zeta", "error", error=error)}, T0)
     zeta = next(w for w in sidebar.widgets if w.widget_id == "zeta")
     assert zeta.status == "error"
     assert zeta.error == error
@@ -78,7 +52,7 @@ def test_failed_widget_keeps_its_error_and_gets_a_placeholder() -> None:
 
 def test_a_widget_that_timed_out_in_the_executor_is_a_timeout() -> None:
     error = WidgetError(type="timeout", message="widget exceeded its 10 s timeout")
-    sidebar = assemble_sidebar(RUN, {"crm": _result("crm", "timeout", error=error)}, T0)
+    sidebar = assemble_sidebar(RUN, {"crm": make_result(RUN, "crm", "timeout", error=error)}, T0)
     crm = next(w for w in sidebar.widgets if w.widget_id == "crm")
     assert (crm.status, crm.error) == ("timeout", error)
 

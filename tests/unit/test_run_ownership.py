@@ -25,6 +25,7 @@ from shared.contracts.widget_output import WidgetOutput
 from shared.errors import PermanentError
 from shared.mongo import Document
 from shared.topology import WIDGET_JOB_KEY
+from tests.runs import make_run
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
 CONTEXT = EventContext(conversation={"id": "c1"}, customer=None, business={"id": "acme"})
@@ -218,12 +219,5 @@ async def test_unknown_businesses_and_conversations_are_permanent_errors() -> No
 
 
 def _stored_run() -> Run:
-    return Run(
-        event_id="e1",
-        business_id="acme",
-        conversation_id="c1",
-        occurred_at=NOW,
-        received_at=NOW,
-        deadline_at=NOW + timedelta(seconds=7),
-        widgets=tuple(w.snapshot for w in WIDGETS),
-    )
+    """The run a replica that has since died inserted for the event."""
+    return make_run("a", "b", event_id="e1", at=NOW, deadline_s=7)
