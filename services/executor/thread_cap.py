@@ -2,15 +2,17 @@
 
 ``RLIMIT_NPROC`` counts every task of a uid on the node. When the executor is not root,
 every widget shares its uid (and in Kubernetes, possibly other pods' too), so a limit of
-32 would be hit by tasks that are not the widget's. Instead, each child's filter makes a
-thread-creating ``clone`` wait for the executor (``SECCOMP_RET_USER_NOTIF``), which lets
-it go on while the process has fewer than ``limit`` threads, and otherwise fails it with
-``EAGAIN`` (Python raises ``RuntimeError: can't start new thread``). The child cannot fork,
-so its threads are all the tasks it can make.
+32 would be hit by tasks that are not the widget's. Instead, the zygote's thread counter
+(sandbox/seccomp.py), inherited by every child, makes a thread-creating ``clone`` wait for
+the executor (``SECCOMP_RET_USER_NOTIF``), which lets it go on while that process has
+fewer than ``limit`` threads, and otherwise fails it with ``EAGAIN`` (Python raises
+``RuntimeError: can't start new thread``). A child cannot fork, so its threads are all
+the tasks it can make. One listener serves all of a zygote's children: no per-job cost.
 
 Concurrent creations are judged one at a time against the count in ``/proc``; a thread
 still being created is not counted yet, so the limit can be passed by the number of
-threads creating at the same instant (at most doubling it), never without bound.
+threads creating at the same instant (at most doubling it), never without bound. A
+process whose count cannot be read (it is exiting) gets no new thread.
 """
 
 from __future__ import annotations
@@ -49,7 +51,6 @@ class ThreadCap:
         self.limit = limit
         self.refused = 0
         self._listener: int | None = None
-        self._allowed = 0
 
     def watch(self, listener: int) -> None:
         """Serve ``listener`` on the running loop until ``close``; a second listener is refused."""
@@ -88,12 +89,9 @@ class ThreadCap:
         except OSError:
             return True  # the thread was killed meanwhile (ENOENT), or a signal interrupted (EINTR)
         notification_id, pid, _ = _NOTIF.unpack(notification)
-        # Without /proc, count what was allowed: stricter, since exits are not seen.
         current = threads_of(pid)
-        allowed = (current if current is not None else self._allowed + 1) < self.limit
-        if allowed:
-            self._allowed += 1
-        else:
+        allowed = current is not None and current < self.limit
+        if not allowed:
             self.refused += 1
         response = _RESPONSE.pack(notification_id, 0, 0 if allowed else -errno.EAGAIN, _FLAG_CONTINUE if allowed else 0)
         with contextlib.suppress(OSError):  # ENOENT: the waiting thread's process died

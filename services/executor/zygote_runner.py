@@ -93,12 +93,17 @@ class _Zygote:
     spare_ready: asyncio.Event = field(default_factory=asyncio.Event)
     exits: dict[int, asyncio.Future[int]] = field(default_factory=dict)
     layers: asyncio.Future[dict[str, Any]] | None = None
+    threads: ThreadCap | None = None
     alive: bool = True
 
-    def close_spares(self) -> None:
+    def release(self) -> None:
+        """Close what the executor holds of this zygote: the spares' channels, the thread counter's listener."""
         for channel in self.spares.values():
             channel.close()  # the spare reads EOF and exits
         self.spares.clear()
+        if self.threads is not None:
+            self.threads.close()
+            self.threads = None
 
 
 class ZygoteRunner:
@@ -130,7 +135,7 @@ class ZygoteRunner:
             zygote.alive = False
             _fail(zygote.exits, SandboxFailure("the sandbox is shutting down"))
             zygote.spare_ready.set()  # jobs waiting for a spare see it is gone
-        zygote.close_spares()
+        zygote.release()
         zygote.control.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(zygote.process.wait(), 5)
@@ -162,10 +167,9 @@ class ZygoteRunner:
             for fd in (request_r, log_w, result_w):
                 os.close(fd)
         # The child has its job: from here it is killed and forgotten on every way out.
-        threads = ThreadCap(self._config.threads)
         if self._resolver is None:
             self._resolver = ThreadPoolExecutor(_DNS_THREADS, thread_name_prefix="egress-dns")
-        egress = JobEgress(self._policy, channel, request.timeout_s, threads, self._resolver)
+        egress = JobEgress(self._policy, channel, request.timeout_s, self._resolver)
         egress.start()
         pipes = (
             asyncio.create_task(read_pipe_capped(open_pipe(log_r), self._config.log_bytes)),
@@ -186,7 +190,6 @@ class ZygoteRunner:
         finally:
             _kill_group(pid)  # whatever the widget left in its session dies with it
             egress.close()
-            threads.close()
             zygote.exits.pop(pid, None)
         duration = time.perf_counter() - started
         logs, result = await collect(pipes, _PIPE_GRACE_S)
@@ -357,6 +360,11 @@ class ZygoteRunner:
                 zygote.spares[message["spare"]] = socket.socket(fileno=fds[0])
                 zygote.spare_ready.set()
                 continue
+            if "threads" in message and len(fds) == 1 and zygote.threads is None:
+                os.set_inheritable(fds[0], False)
+                zygote.threads = ThreadCap(self._config.threads)
+                zygote.threads.watch(fds[0])
+                continue
             for fd in fds:
                 os.close(fd)
             if "layers" in message and zygote.layers is not None and not zygote.layers.done():
@@ -374,7 +382,7 @@ class ZygoteRunner:
     def _zygote_died(self, zygote: _Zygote) -> None:
         zygote.alive = False
         asyncio.get_running_loop().remove_reader(zygote.control.fileno())
-        zygote.close_spares()
+        zygote.release()
         zygote.spare_ready.set()  # waiters see it is gone
         _fail(zygote.exits, SandboxFailure("the sandbox zygote exited; it restarts for the next job"))
         log.error("sandbox.zygote_died")

@@ -16,7 +16,6 @@ import pytest
 
 from executor.egress.policy import EgressPolicy
 from executor.egress.supervisor import JobEgress
-from executor.thread_cap import ThreadCap
 
 
 @pytest.fixture
@@ -33,7 +32,7 @@ async def widget_end(listener: socket.socket) -> AsyncIterator[tuple[socket.sock
     port = listener.getsockname()[1]
     policy = EgressPolicy.parse([80, 443], [f"127.0.0.1:{port}"])
     with ThreadPoolExecutor(1) as resolver:
-        egress = JobEgress(policy, ours, 5.0, ThreadCap(8), resolver)
+        egress = JobEgress(policy, ours, 5.0, resolver)
         egress.start()
         try:
             yield theirs, egress

@@ -89,9 +89,10 @@ def _probe_in_filtered_child(other: int) -> dict[str, str]:
             os.close(read_fd)
             seccomp.install_common(compiled)
             me = os.getpid()
-            listener = seccomp.install_child(compiled, seccomp.child_program(compiled, me))
+            listener = seccomp.install_thread_counter(compiled)
             socket.send_fds(theirs, [b"threads"], [listener])
             os.close(listener)
+            seccomp.install_child(seccomp.child_program(compiled, me))
             threads: list[int] = []
             worker = threading.Thread(target=lambda: threads.append(1))
             worker.start()

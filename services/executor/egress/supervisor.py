@@ -6,9 +6,7 @@ to answer on (so a widget's threads can have several requests in flight):
 - ``{"op": "connect", "host", "port", "family", "kind": "tcp"|"udp", "timeout"}``:
   resolve, check every address against the policy, connect, and answer ``{"ok": true}``
   with the connected socket, or ``{"ok": false, "error": "denied"|"timeout"|"resolve"|"os", ...}``;
-- ``{"op": "resolve", "host", "family"}``: answer ``{"ok": true, "addresses": [...]}``;
-- ``{"op": "threads"}`` once, before widget code runs, with the child's seccomp listener
-  instead of a pair's end: handed to the job's ThreadCap (executor/thread_cap.py).
+- ``{"op": "resolve", "host", "family"}``: answer ``{"ok": true, "addresses": [...]}``.
 
 Everything the widget sends is hostile input: it is bounded, validated, and a
 request that makes no sense gets an error, never an exception in the executor.
@@ -30,7 +28,6 @@ from concurrent.futures import Executor
 from typing import Any
 
 from executor.egress.policy import Address, EgressPolicy
-from executor.thread_cap import ThreadCap
 
 _MAX_REQUEST = 4096
 _MAX_HOST = 253
@@ -61,12 +58,9 @@ def _where(address: str | Address, port: int) -> str:
 class JobEgress:
     """One job's egress: serves its channel until closed and remembers every refusal."""
 
-    def __init__(
-        self, policy: EgressPolicy, channel: socket.socket, timeout_s: float, threads: ThreadCap, resolver: Executor
-    ) -> None:
+    def __init__(self, policy: EgressPolicy, channel: socket.socket, timeout_s: float, resolver: Executor) -> None:
         self.denials: list[str] = []
         self._resolver = resolver
-        self._threads = threads
         self._policy = policy
         self._channel = channel
         self._timeout_s = timeout_s
@@ -109,9 +103,6 @@ class JobEgress:
                 socket.close(fd)
 
     def _accept(self, data: bytes, fd: int) -> None:
-        if data == b'{"op": "threads"}':
-            self._threads.watch(fd)
-            return
         try:
             reply = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, fd)
         except OSError:

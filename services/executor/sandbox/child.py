@@ -14,10 +14,10 @@ widget asks the executor for its network connections. With its job it:
 
 4. sends stdout/stderr to the log pipe;
 5. sets rlimits: address space, CPU seconds, open files, file size, no core files
-   (threads are counted by the executor instead: see executor/thread_cap.py);
+   (threads are counted by the executor instead, through the zygote's thread counter
+   that every child inherits: see executor/thread_cap.py);
 6. as root, switches to the slot's uid/gid with no supplementary groups;
-7. loads its own seccomp filter: no uid changes, no new processes, signals to itself only,
-   each new thread approved by the executor, to which it sends the filter's listener
+7. loads its own seccomp filter: no uid changes, no new processes, signals to itself only
    (the common filter it inherited already refuses it every network socket);
 8. installs the brokered sockets (egress.py), then runs the widget: ``get_sidebar_data(context)``.
 The result envelope goes to the result pipe; the process then exits at once.
@@ -116,12 +116,12 @@ def _read_request(fd: int) -> dict[str, Any]:
     return request
 
 
-def _prepare(config: dict[str, Any], channel: int) -> bytes | None:
+def _prepare(config: dict[str, Any], channel: socket.socket) -> bytes | None:
     """The job-independent layers, applied while the spare waits; returns this child's
     seccomp program, built now and loaded once the job has switched the uid."""
     os.setsid()
     ruleset = config.get("landlock_ruleset")
-    _close_fds_except({0, 1, 2, channel, *([ruleset] if ruleset is not None else [])})
+    _close_fds_except({0, 1, 2, channel.fileno(), *([ruleset] if ruleset is not None else [])})
     _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
     if config["layers"].get("landlock") and ruleset is not None:
@@ -151,7 +151,7 @@ def serve_one(config: dict[str, Any], channel: socket.socket) -> NoReturn:
     try:
         program: bytes | None = None
         try:
-            program = _prepare(config, channel.fileno())
+            program = _prepare(config, channel)
             unprepared: BaseException | None = None
         except Exception as exc:  # noqa: BLE001 - reported to the job's log, where someone reads it
             unprepared = exc
@@ -169,10 +169,7 @@ def serve_one(config: dict[str, Any], channel: socket.socket) -> NoReturn:
         _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)  # a uid change resets it to fs.suid_dumpable
         request = _read_request(request_fd)
         if program is not None:
-            listener = seccomp.install_child(config["seccomp_filter"], program)
-            # Before any thread exists: the widget must never hold its own approvals.
-            socket.send_fds(channel, [b'{"op": "threads"}'], [listener])
-            os.close(listener)
+            seccomp.install_child(program)
         egress.install(channel)
         started = time.perf_counter()
         envelope = _run_widget(request)

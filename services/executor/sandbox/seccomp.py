@@ -16,10 +16,13 @@ It comes in two parts so that no child pays for compiling or loading a large pro
 - the *child* filter, a few hand-written BPF instructions each child loads after
   switching to its uid: no uid/gid changes, ``clone`` for threads only, and
   signals (``kill``, ``tgkill``, ``rt_sigqueueinfo``, ``rt_tgsigqueueinfo``) to
-  nobody but itself (its pid is only known after the fork). Each new thread waits
-  for the executor's word (user notification, see executor/thread_cap.py), which
-  counts the process's threads: a per-job limit that, unlike ``RLIMIT_NPROC``,
-  does not count every task of the uid on the node.
+  nobody but itself (its pid is only known after the fork);
+- the *thread counter*, six instructions loaded once into the zygote after the common
+  filter, whose listener goes to the executor: each new thread of any child waits for
+  the executor's word (user notification, see executor/thread_cap.py), which counts that
+  process's threads: a per-job limit that, unlike ``RLIMIT_NPROC``, does not count every
+  task of the uid on the node. Of two filters' verdicts the stricter wins, so the child
+  filter's refusal of a non-thread ``clone`` stands.
 
 Syscalls of another ABI (x32, i386) are killed by the common filter.
 """
@@ -151,7 +154,7 @@ def child_program(compiled: CompiledFilter, pid: int) -> bytes:
         *([None] * len(signalling)),
     ]
     n = len(head)
-    clone_check, pid_check, allow, eperm, notify = n, n + 2, n + 4, n + 5, n + 6
+    clone_check, pid_check, allow, eperm = n, n + 2, n + 4, n + 5
 
     def jump(at: int, target: int) -> int:
         return target - at - 1
@@ -167,13 +170,12 @@ def child_program(compiled: CompiledFilter, pid: int) -> bytes:
         last = index == n - 1
         head[index] = (_JEQ, jump(index, pid_check), jump(index, allow) if last else 0, number)
     tail = [
-        (_LD_ABS, 0, 0, _OFFSET_ARG0),  # clone: threads only, each one counted by the executor
-        (_JSET, jump(clone_check + 1, notify), jump(clone_check + 1, eperm), CLONE_THREAD),
+        (_LD_ABS, 0, 0, _OFFSET_ARG0),  # clone: threads only (the thread counter holds them for the executor)
+        (_JSET, jump(clone_check + 1, allow), jump(clone_check + 1, eperm), CLONE_THREAD),
         (_LD_ABS, 0, 0, _OFFSET_ARG0),  # signals: to this process only
         (_JEQ, jump(pid_check + 1, allow), jump(pid_check + 1, eperm), pid),
         (_RET, 0, 0, _RET_ALLOW),
         (_RET, 0, 0, _RET_EPERM),
-        (_RET, 0, 0, _RET_USER_NOTIF),
     ]
     instructions = [*head, *tail]
     assert all(instruction is not None for instruction in instructions)
@@ -194,10 +196,25 @@ def install_common(compiled: CompiledFilter) -> None:
     _load(compiled.common)
 
 
-def install_child(compiled: CompiledFilter, program: bytes) -> int:
-    """Load a ``child_program`` (after no_new_privs and the uid switch); it cannot be undone.
-    Returns the listener fd for its thread notifications, which the executor must serve:
-    until then every new thread waits."""
+def thread_counter(compiled: CompiledFilter) -> bytes:
+    """Every ``clone`` with CLONE_THREAD waits for the listener's answer; the rest is left to the other filters."""
+    return b"".join(
+        _instruction(*instruction)
+        for instruction in (
+            (_LD_ABS, 0, 0, _OFFSET_NR),
+            (_JEQ, 0, 3, compiled.clone),  # the common filter already killed other ABIs
+            (_LD_ABS, 0, 0, _OFFSET_ARG0),
+            (_JSET, 0, 1, CLONE_THREAD),
+            (_RET, 0, 0, _RET_USER_NOTIF),
+            (_RET, 0, 0, _RET_ALLOW),
+        )
+    )
+
+
+def install_thread_counter(compiled: CompiledFilter) -> int:
+    """Load ``thread_counter`` into the zygote (children inherit it) and return its listener
+    fd, which the executor must serve: until it answers, every new thread waits."""
+    program = thread_counter(compiled)
     buffer = ctypes.create_string_buffer(program, len(program))
     fprog = _SockFprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
     listener = int(_libc.syscall(compiled.seccomp, _SET_MODE_FILTER, _FILTER_FLAG_NEW_LISTENER, ctypes.byref(fprog)))
@@ -205,3 +222,8 @@ def install_child(compiled: CompiledFilter, program: bytes) -> int:
         number = ctypes.get_errno()
         raise OSError(number, f"seccomp listener: {os.strerror(number)}")
     return listener
+
+
+def install_child(program: bytes) -> None:
+    """Load a ``child_program`` (after no_new_privs and the uid switch); it cannot be undone."""
+    _load(program)

@@ -17,7 +17,9 @@ Messages (JSON, one per datagram):
 - executor -> zygote ``{"op": "took", "pid"}``, sent just before it dispatches a job
   to that spare: fork another;
 - zygote -> executor ``{"pid", "status"}`` when a child ends (raw wait status);
-- executor -> zygote ``{"op": "layers"}``, answered with ``{"layers": {...}}``.
+- executor -> zygote ``{"op": "layers"}``, answered with ``{"layers": {...}}``;
+- zygote -> executor ``{"threads": true}`` with one fd, once at start-up: the listener of
+  the thread counter every child inherits (seccomp.py), which the executor serves.
 
 When the control socket closes, the zygote kills its children and exits.
 """
@@ -53,6 +55,7 @@ def probe_layers() -> dict[str, Any]:
         "landlock_abi": abi,
         "landlock_net": abi >= 4,
         "landlock_scope": abi >= 6,
+        "thread_cap": False,  # set once the thread counter is loaded
         # Brokered connections; kernel-enforced where seccomp refuses the widget its own sockets.
         "egress_guard": True,
     }
@@ -176,6 +179,11 @@ def main() -> None:
     if config["layers"]["seccomp"]:
         config["seccomp_filter"] = seccomp.compile_filter()
         seccomp.install_common(config["seccomp_filter"])  # the zygote too: it never execs, mounts or traces
+        listener = seccomp.install_thread_counter(config["seccomp_filter"])
+        # Sent and closed before the first fork: no child may hold its own approvals.
+        socket.send_fds(control, [json.dumps({"threads": True}).encode()], [listener])
+        os.close(listener)
+        config["layers"]["thread_cap"] = True
     gc.collect()
     gc.freeze()
     serve(control, config)
