@@ -24,7 +24,10 @@ from shared.topology import WIDGET_JOBS_QUEUE
 log = structlog.get_logger(__name__)
 
 _PROBE = "def get_sidebar_data(context):\n    return {'title': 'probe', 'items': []}\n"
-REPORTED_LAYERS = ("rlimits", "uid_per_slot", "no_new_privs", "seccomp", "landlock", "landlock_net", "egress_guard")
+REPORTED_LAYERS = (
+    "rlimits", "uid_per_slot", "no_new_privs", "seccomp", "landlock", "landlock_net", "landlock_scope", "thread_cap",
+    "egress_guard",
+)  # fmt: skip
 
 
 class SandboxUnusable(RuntimeError):
