@@ -21,10 +21,12 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Generic, TypeVar
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, HeadersType
+from aio_pika.exceptions import ChannelInvalidStateError
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import ValidationError
 
@@ -40,6 +42,10 @@ log = structlog.get_logger(__name__)
 _MAX_HEADER_TEXT = 2000
 
 
+def _always() -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class Delivery:
     """Transport facts a handler may need, never the raw driver message."""
@@ -51,6 +57,9 @@ class Delivery:
     # Delivered before to a consumer that did not settle it (it died, or lost its
     # connection), or requeued after a transient failure.
     redelivered: bool = False
+    # Whether this consumer still holds the message: False once the channel it came on
+    # closed, when the broker has requeued it for someone else.
+    held: Callable[[], bool] = _always
 
 
 @dataclass(frozen=True)
@@ -225,7 +234,16 @@ def _delivery(message: AbstractIncomingMessage, attempt: int) -> Delivery:
         reply_to=message.reply_to,
         correlation_id=message.correlation_id,
         redelivered=bool(message.redelivered) or attempt > 1,
+        held=partial(_held, message),
     )
+
+
+def _held(message: AbstractIncomingMessage) -> bool:
+    try:
+        message.channel  # noqa: B018 - raises once the channel is closed
+    except ChannelInvalidStateError:
+        return False
+    return True
 
 
 async def _settle(operation: Awaitable[None]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from orchestrator.runs import Run, RunKey, WidgetSnapshot
@@ -22,9 +23,15 @@ class RunAbandoned(TransientError):
     """The run's delivery was lost with the broker connection; another holder takes it over."""
 
 
+def _held() -> bool:
+    return True
+
+
 @dataclass
 class ActiveRun:
     run: Run
+    # Whether its owner still holds the event's delivery.
+    held: Callable[[], bool] = _held
     results: dict[str, WidgetResult] = field(default_factory=dict)
     _announced: int = 0
     _settled: asyncio.Event = field(default_factory=asyncio.Event)
@@ -63,7 +70,7 @@ class ActiveRun:
         self.check()
 
     def check(self) -> None:
-        if self._abandoned:
+        if self._abandoned or not self.held():
             raise RunAbandoned(f"run {self.run.event_id} was abandoned with its delivery")
 
     def abandon(self) -> None:
@@ -78,10 +85,10 @@ class ActiveRuns:
     def __len__(self) -> int:
         return len(self._runs)
 
-    def start(self, run: Run) -> ActiveRun:
+    def start(self, run: Run, held: Callable[[], bool] = _held) -> ActiveRun:
         if (previous := self._runs.get(run.key)) is not None:
             previous.abandon()
-        active = self._runs[run.key] = ActiveRun(run)
+        active = self._runs[run.key] = ActiveRun(run, held)
         return active
 
     def get(self, key: RunKey) -> ActiveRun | None:
@@ -91,8 +98,15 @@ class ActiveRuns:
         if self._runs.get(active.run.key) is active:
             del self._runs[active.run.key]
 
+    def abandon_unheld(self) -> int:
+        """Abandon the runs whose deliveries were lost (a reconnect); those taken since stay."""
+        return self._abandon([active for active in self._runs.values() if not active.held()])
+
     def abandon_all(self) -> int:
-        runs = list(self._runs.values())
+        return self._abandon(list(self._runs.values()))
+
+    @staticmethod
+    def _abandon(runs: list[ActiveRun]) -> int:
         for active in runs:
             active.abandon()
         return len(runs)

@@ -71,7 +71,7 @@ async def serve(settings: OrchestratorSettings, stop: asyncio.Event) -> None:
         def on_reconnect() -> None:
             # Deliveries held before the drop are requeued by RabbitMQ, and catalog
             # notices sent meanwhile were missed.
-            abandoned = active.abandon_all()
+            abandoned = active.abandon_unheld()
             catalog.clear()
             metrics.runs_abandoned.inc(abandoned)
             log.warning("runs.abandoned", runs=abandoned, reason="broker connection lost")

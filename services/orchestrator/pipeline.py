@@ -187,12 +187,17 @@ class OpenedHandler:
                 f"conversation {event.conversation_id!r} of business {event.business_id!r} is unknown "
                 "and the event carries no context"
             )
-        await self._run(run, widgets, context, catalog.sealed_secrets)
+        await self._run(run, widgets, context, catalog.sealed_secrets, delivery)
 
     async def _run(
-        self, run: Run, widgets: list[WidgetDefinition], context: EventContext, secrets: dict[str, str]
+        self,
+        run: Run,
+        widgets: list[WidgetDefinition],
+        context: EventContext,
+        secrets: dict[str, str],
+        delivery: Delivery,
     ) -> None:
-        active = self.active.start(run)
+        active = self.active.start(run, delivery.held)
         self.metrics.runs_in_flight.inc()
         try:
             await self.outbox.jobs([self._job(run, widget, context, secrets) for widget in widgets])

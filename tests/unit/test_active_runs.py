@@ -68,3 +68,22 @@ async def test_a_newer_start_of_the_same_run_abandons_the_older_and_finish_remov
     assert runs.get(RUN.key) is newer
     runs.finish(newer)
     assert runs.get(RUN.key) is None
+
+
+async def test_a_reconnect_abandons_only_the_runs_whose_delivery_was_lost() -> None:
+    runs = ActiveRuns()
+    lost = runs.start(RUN, held=lambda: False)
+    kept = runs.start(Run(**{**vars(RUN), "event_id": "evt-2"}), held=lambda: True)
+    assert runs.abandon_unheld() == 1
+    with pytest.raises(RunAbandoned):
+        lost.check()
+    kept.check()
+
+
+async def test_a_run_whose_delivery_is_gone_may_not_publish_even_before_the_reconnect() -> None:
+    held = [True]
+    active = ActiveRuns().start(RUN, held=lambda: held[0])
+    active.check()
+    held[0] = False
+    with pytest.raises(RunAbandoned):
+        active.check()
