@@ -219,13 +219,15 @@ async def subscribe_raw(stack: Stack, *patterns: str) -> AsyncIterator[asyncio.Q
         await connection.close()
 
 
-async def stored_sidebar(client: httpx.AsyncClient, conversation_id: str, trigger_event_id: str) -> httpx.Response:
+async def stored_sidebar(
+    client: httpx.AsyncClient, conversation_id: str, trigger_event_id: str, *, within_s: float = 30
+) -> httpx.Response:
     """The conversation's stored sidebar once it is the one of ``trigger_event_id``.
 
     The orchestrator records a sidebar right after publishing sidebar.ready, so a reader
     racing the event may briefly see the previous one (docs/events.md).
     """
-    deadline = asyncio.get_running_loop().time() + 30
+    deadline = asyncio.get_running_loop().time() + within_s
     while True:
         response = await client.get(f"/conversations/{conversation_id}/sidebar")
         if response.status_code == 200 and response.json()["trigger_event_id"] == trigger_event_id:
