@@ -77,6 +77,12 @@ BYPASSES: dict[str, tuple[str, str | None, str]] = {
         "is not allowed (loopback)",
     ),
     "httpx": ("import httpx\nhttpx.get('http://127.0.0.1:$tcp/', timeout=2)", "egress_denied", "127.0.0.1:$tcp"),
+    "TLS wrapped before connect": (
+        "import socket, ssl\ns = ssl.create_default_context().wrap_socket(socket.socket(), server_hostname='x')\n"
+        "s.settimeout(2)\ns.connect(('127.0.0.1', $tcp))",
+        "egress_denied",
+        "127.0.0.1:$tcp",
+    ),
     "asyncio": (
         "import asyncio\nasyncio.run(asyncio.open_connection('127.0.0.1', $tcp))",
         "egress_denied",

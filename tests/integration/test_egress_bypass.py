@@ -67,3 +67,16 @@ async def test_a_stopped_widget_keeps_its_status_and_its_message_names_the_refus
         outcome.error_message or ""
     )
     assert owned.reached() == []
+
+
+async def test_tls_wrapped_before_connect_reaches_an_allowed_server(runner: ZygoteRunner, owned: Listeners) -> None:
+    """The allowed server speaks plain HTTP, so the handshake fails: after the connection was made."""
+    body = (
+        "import socket, ssl\ns = ssl.create_default_context().wrap_socket(socket.socket(), server_hostname='x')\n"
+        "s.settimeout(2)\ntry:\n    s.connect(('127.0.0.1', $allowed))\nexcept ssl.SSLError as exc:\n"
+        "    return {'title': type(exc).__name__, 'items': []}"
+    )
+    outcome = await runner.run(RunRequest(code=owned.targets.code(body), context={}, timeout_s=5))
+    assert outcome.status == "ok", (outcome.error_type, outcome.error_message, outcome.logs)
+    assert outcome.value == {"title": "SSLError", "items": []}
+    assert owned.reached() == []

@@ -1,7 +1,8 @@
 """The egress supervisor: serves one job's channel, connecting for the widget what the policy allows.
 
-A request is one datagram on the job's channel, JSON with one fd, the end of a pair
-to answer on (so a widget's threads can have several requests in flight):
+A request is one datagram on the job's channel, JSON with one fd, the end of a stream
+pair to answer on, with one JSON object, and then to close (so a widget's threads can
+have several requests in flight):
 
 - ``{"op": "connect", "host", "port", "family", "kind": "tcp"|"udp", "timeout"}``:
   resolve, check every address against the policy, connect, and answer ``{"ok": true}``
@@ -104,7 +105,7 @@ class JobEgress:
 
     def _accept(self, data: bytes, fd: int) -> None:
         try:
-            reply = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, fd)
+            reply = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fd)
         except OSError:
             socket.close(fd)  # not a socket
             return

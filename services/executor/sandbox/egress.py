@@ -16,10 +16,14 @@ Refusals are the executor's to record and report; here they are only raised.
 from __future__ import annotations
 
 import _socket
+import array
+import errno
 import json
 import os
 import select
 import socket
+import ssl
+from collections.abc import Callable
 from typing import Any
 
 _REPLY_BYTES = 64 * 1024
@@ -33,11 +37,13 @@ class EgressDenied(PermissionError):
 
 
 def _pair() -> tuple[socket.socket, socket.socket]:
-    return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    # A stream pair: the placeholder must look like a TCP socket to ``ssl``, which checks SO_TYPE.
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
 
 
 # Built once in the zygote, before any patching: children only swap module attributes.
 _BASE = socket.socket
+_RAW = _socket.socket
 _REAL_GETADDRINFO = _socket.getaddrinfo
 _channel: socket.socket | None = None
 
@@ -55,17 +61,39 @@ def _send(message: dict[str, Any], reply_end: socket.socket) -> None:
 
 
 def _receive(ours: socket.socket, wait_s: float | None) -> tuple[dict[str, Any], int | None]:
-    """The executor's answer on our end of a pair, and the socket it passed, if any."""
-    ready, _, _ = select.select([ours], [], [], wait_s)
-    if not ready:
-        raise TimeoutError("timed out")
-    data, fds, _, _ = socket.recv_fds(ours, _REPLY_BYTES, 1, socket.MSG_DONTWAIT)
-    if not data:
-        for extra in fds:
+    """The executor's answer on our end of a pair (one JSON object, then EOF), and the socket
+    it passed, if any."""
+    received, fds = b"", list[int]()
+    while True:
+        ready, _, _ = select.select([ours], [], [], wait_s)
+        if not ready:
+            for extra in fds:
+                os.close(extra)
+            raise TimeoutError("timed out")
+        data, more = _recv_fds(ours)
+        fds += more
+        received += data
+        try:
+            answer: dict[str, Any] = json.loads(received)
+        except ValueError:
+            if data and len(received) < _REPLY_BYTES:
+                continue
+            for extra in fds:
+                os.close(extra)
+            raise ConnectionError("the executor closed the egress channel") from None
+        for extra in fds[1:]:
             os.close(extra)
-        raise ConnectionError("the executor closed the egress channel")
-    answer: dict[str, Any] = json.loads(data)
-    return answer, fds[0] if fds else None
+        return answer, fds[0] if fds else None
+
+
+def _recv_fds(sock: socket.socket) -> tuple[bytes, list[int]]:
+    """``socket.recv_fds`` through the C method: ``SSLSocket`` refuses ``recvmsg``."""
+    data, ancillary, _, _ = _RAW.recvmsg(sock, _REPLY_BYTES, socket.CMSG_SPACE(4), socket.MSG_DONTWAIT)
+    fds = array.array("i")
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+    return data, list(fds)
 
 
 def _raise_for(answer: dict[str, Any]) -> None:
@@ -79,6 +107,60 @@ def _raise_for(answer: dict[str, Any]) -> None:
     raise OSError(int(answer.get("errno", 0)), message)
 
 
+def _connect(
+    sock: socket.socket,
+    reply_end: socket.socket,
+    address: Any,
+    kind: str,
+    options: list[tuple[Any, ...]],
+    renewed: Callable[[socket.socket], None],
+) -> None:
+    """Have the executor connect ``sock``, a placeholder, to ``address``: the connected socket
+    takes the placeholder's fd, then gets ``options``. After a failure ``sock`` is a fresh
+    placeholder, whose new reply end goes to ``renewed``: it can be connected again."""
+    host, port = address[0], address[1]
+    if isinstance(host, bytes):
+        host = host.decode("idna")
+    if not isinstance(host, str) or not isinstance(port, int):
+        reply_end.close()
+        _renew(sock, renewed)
+        raise TypeError("connect() takes a (host, port) tuple")
+    timeout = sock.gettimeout()
+    message = {"op": "connect", "host": host, "port": port, "family": int(sock.family), "kind": kind,
+               "timeout": timeout or None}  # fmt: skip
+    try:
+        _send(message, reply_end)
+        answer, connected = _receive(sock, timeout + 1.0 if timeout else None)
+    except BaseException:
+        _renew(sock, renewed)
+        raise
+    if connected is None:
+        _renew(sock, renewed)
+        _raise_for(answer)
+        raise ConnectionError("the executor answered without a socket")
+    os.dup2(connected, sock.fileno(), inheritable=False)
+    os.close(connected)
+    sock.settimeout(timeout)  # the new file description is blocking until told otherwise
+    for option in options:
+        _BASE.setsockopt(sock, *option)
+
+
+def _renew(sock: socket.socket, renewed: Callable[[socket.socket], None]) -> None:
+    placeholder, reply_end = _pair()
+    os.dup2(placeholder.fileno(), sock.fileno(), inheritable=False)
+    placeholder.close()
+    renewed(reply_end)
+
+
+def _not_connected() -> OSError:
+    return OSError(errno.ENOTCONN, os.strerror(errno.ENOTCONN))
+
+
+# A placeholder's reply end and options, by fd, once another socket object took the fd over:
+# ``ssl.SSLContext.wrap_socket`` on a socket not yet connected detaches it.
+_detached: dict[int, tuple[socket.socket, list[tuple[Any, ...]]]] = {}
+
+
 class BrokeredSocket(_BASE):
     """A TCP or UDP socket whose connection the executor makes."""
 
@@ -90,14 +172,23 @@ class BrokeredSocket(_BASE):
             return
         family = socket.AF_INET if family == -1 else family
         type = socket.SOCK_STREAM if type == -1 else type
-        if family not in _INET:
-            super().__init__(family, type, proto)  # the kernel refuses every new non-IP socket
+        if family not in _INET or type & 0xF not in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            super().__init__(family, type, proto)  # the kernel refuses every other new socket
             return
         placeholder, self._reply_end = _pair()
         super().__init__(family, type, 0 if proto == -1 else proto, placeholder.detach())
 
     def _kind(self) -> str:
         return "udp" if self.type & 0xF == socket.SOCK_DGRAM else "tcp"
+
+    def _renewed(self, reply_end: socket.socket) -> None:
+        self._reply_end = reply_end
+
+    def _brokered_connect(self, address: Any) -> None:
+        assert self._reply_end is not None
+        reply_end, self._reply_end = self._reply_end, None
+        options, self._options = self._options, []
+        _connect(self, reply_end, address, self._kind(), options, self._renewed)
 
     def connect(self, address: Any) -> None:
         if self._reply_end is None:
@@ -111,10 +202,15 @@ class BrokeredSocket(_BASE):
         except EgressDenied:
             raise
         except TimeoutError:
-            return 11  # EAGAIN, as CPython's own connect_ex reports a timeout
+            return errno.EAGAIN  # as CPython's own connect_ex reports a timeout
         except OSError as exc:
-            return exc.errno or 1
+            return exc.errno or errno.EIO
         return 0
+
+    def getpeername(self) -> Any:
+        if self._reply_end is not None:
+            raise _not_connected()  # the placeholder pair is connected; the socket is not
+        return super().getpeername()
 
     def sendto(self, data: Any, *args: Any) -> int:
         if self._reply_end is not None:
@@ -128,7 +224,7 @@ class BrokeredSocket(_BASE):
 
     def bind(self, address: Any) -> None:
         if self._reply_end is not None:
-            raise PermissionError(1, "widgets may not bind or listen on network sockets")
+            raise PermissionError(errno.EPERM, "widgets may not bind or listen on network sockets")
         super().bind(address)
 
     def setsockopt(self, *args: Any) -> None:
@@ -137,44 +233,58 @@ class BrokeredSocket(_BASE):
             return
         super().setsockopt(*args)
 
+    def detach(self) -> int:
+        fd = super().detach()
+        if self._reply_end is not None:
+            _detached[fd] = (self._reply_end, self._options)
+            self._reply_end = None
+        return fd
+
     def _real_close(self, *args: Any, **kwargs: Any) -> None:
         if self._reply_end is not None:
             self._reply_end.close()
         super()._real_close(*args, **kwargs)  # type: ignore[misc] # socket.socket has it; typeshed does not say
 
-    def _brokered_connect(self, address: Any) -> None:
-        host, port = address[0], address[1]
-        if isinstance(host, bytes):
-            host = host.decode("idna")
-        if not isinstance(host, str) or not isinstance(port, int):
-            raise TypeError("connect() takes a (host, port) tuple")
-        timeout = self.gettimeout()
-        message = {"op": "connect", "host": host, "port": port, "family": int(self.family), "kind": self._kind(),
-                   "timeout": timeout or None}  # fmt: skip
-        assert self._reply_end is not None
-        reply_end, self._reply_end = self._reply_end, None
-        try:
-            _send(message, reply_end)
-            answer, connected = _receive(self, timeout + 1.0 if timeout else None)
-        except BaseException:
-            self._renew_placeholder()
-            raise
-        if connected is None:
-            self._renew_placeholder()
-            _raise_for(answer)
-            raise ConnectionError("the executor answered without a socket")
-        os.dup2(connected, self.fileno(), inheritable=False)
-        os.close(connected)
-        super().settimeout(timeout)  # the new file description is blocking until told otherwise
-        options, self._options = self._options, []
-        for option in options:
-            super().setsockopt(*option)
 
-    def _renew_placeholder(self) -> None:
-        """After a failed attempt, a fresh pair: the socket can be connected again, as a real one can."""
-        placeholder, self._reply_end = _pair()
-        os.dup2(placeholder.fileno(), self.fileno(), inheritable=False)
-        placeholder.close()
+class BrokeredSSLSocket(ssl.SSLSocket):
+    """``wrap_socket`` first, ``connect`` after: the executor connects, then TLS starts."""
+
+    def getpeername(self) -> Any:
+        if self.fileno() in _detached:
+            raise _not_connected()  # so that wrapping does not start a handshake on the placeholder
+        return super().getpeername()
+
+    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+        if self.fileno() in _detached:
+            raise _not_connected()  # ssl probes an unconnected socket for early data
+        return super().recv(buflen, flags)
+
+    def _real_connect(self, addr: Any, connect_ex: bool) -> int | None:
+        pending = _detached.pop(self.fileno(), None)
+        if pending is None:
+            return super()._real_connect(addr, connect_ex)  # type: ignore[misc, no-any-return]
+        if self.server_side:
+            raise ValueError("can't connect in server-side mode")
+        reply_end, options = pending
+        fd = self.fileno()
+        try:
+            _connect(self, reply_end, addr, "tcp", options, lambda end: _detached.__setitem__(fd, (end, [])))
+        except OSError as exc:
+            if connect_ex and not isinstance(exc, EgressDenied):
+                return exc.errno or errno.EIO
+            raise
+        # What SSLSocket._real_connect does once the TCP connection is up.
+        self._sslobj = self.context._wrap_socket(  # type: ignore[attr-defined]
+            self,
+            False,
+            self.server_hostname,
+            owner=self,
+            session=self._session,  # type: ignore[attr-defined]
+        )
+        self._connected = True
+        if self.do_handshake_on_connect:  # type: ignore[attr-defined]
+            self.do_handshake()
+        return 0 if connect_ex else None
 
 
 def resolve(host: str, family: int) -> list[str]:
@@ -226,6 +336,7 @@ def install(channel: socket.socket) -> None:
     _channel = channel
     socket.socket = BrokeredSocket  # type: ignore[misc]
     _socket.socket = RawSocket  # type: ignore[misc]
+    ssl.SSLContext.sslsocket_class = BrokeredSSLSocket
     resolver = {"getaddrinfo": getaddrinfo, "gethostbyname": gethostbyname, "gethostbyname_ex": gethostbyname_ex}
     for module in (socket, _socket):
         for name, function in resolver.items():
