@@ -158,3 +158,10 @@ async def test_a_spare_found_dead_at_dispatch_is_skipped(runner: ZygoteRunner) -
     assert outcome.status == "ok", outcome.error_message
     assert isinstance(outcome.value, dict)
     assert outcome.value["pid"] == spares[1]
+
+
+async def test_the_zygote_reports_the_thread_counter_and_landlock_scopes(runner: ZygoteRunner) -> None:
+    layers = await runner.start()
+    assert layers["thread_cap"] is True
+    assert layers["landlock_scope"] is (layers["landlock_abi"] >= 6)
+    assert layers["egress_guard"] is True

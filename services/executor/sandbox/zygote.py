@@ -179,11 +179,12 @@ def main() -> None:
     if config["layers"]["seccomp"]:
         config["seccomp_filter"] = seccomp.compile_filter()
         seccomp.install_common(config["seccomp_filter"])  # the zygote too: it never execs, mounts or traces
-        listener = seccomp.install_thread_counter(config["seccomp_filter"])
-        # Sent and closed before the first fork: no child may hold its own approvals.
-        socket.send_fds(control, [json.dumps({"threads": True}).encode()], [listener])
-        os.close(listener)
-        config["layers"]["thread_cap"] = True
+        with contextlib.suppress(OSError):  # no user notification here: threads go uncounted, reported as missing
+            listener = seccomp.install_thread_counter(config["seccomp_filter"])
+            # Sent and closed before the first fork: no child may hold its own approvals.
+            socket.send_fds(control, [json.dumps({"threads": True}).encode()], [listener])
+            os.close(listener)
+            config["layers"]["thread_cap"] = True
     gc.collect()
     gc.freeze()
     serve(control, config)
