@@ -72,6 +72,13 @@ def executor(infra: Infra, owned: Listeners, other_tasks_of_the_uid: None) -> It
     )
     # setpriv drops to the uid with no capabilities left, what runAsUser with capabilities: drop ALL gives.
     argv = ["setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"]
+    readable = subprocess.run(
+        [*argv, sys.executable, "-c", "import executor.app"], env=env, capture_output=True, text=True, check=False
+    )
+    assert readable.returncode == 0, (
+        f"uid {UID} cannot import the executor: the checkout and its .venv must be readable by other users, "
+        f"as the sandbox uids need too (README, Dependencies).\n{readable.stderr[-2000:]}"
+    )
     process = ServiceProcess("executor-nonroot", [*argv, sys.executable, "-m", "executor"], env).start()
     process.wait_for(lambda line: line.get("event") == "executor.started")
     yield process
