@@ -5,31 +5,22 @@ although the uid has more tasks than the old RLIMIT_NPROC of 32 allowed."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
-import time
-import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import aio_pika
 import pytest
-from aio_pika.abc import AbstractIncomingMessage
 
-from shared.contracts.events import EventContext
-from shared.contracts.jobs import WidgetJob, WidgetResult, decode_widget_result, job_id_for
-from shared.topology import INTERNAL_EXCHANGE, WIDGET_JOB_KEY
 from tests.egress_corpus import ALLOWED, BYPASSES, Listeners, listeners
 from tests.infra import Infra
 from tests.poison import POISON, widget
+from tests.system.direct_jobs import run_jobs
 from tests.system.harness import ServiceProcess, base_env, free_port
 
 UID = 10002  # deploy/k8s: runAsUser and runAsGroup of the executor
 TIMEOUT_S = 1.5
 HEALTHY = "def get_sidebar_data(context):\n    print('healthy')\n    return {'title': 'ok', 'items': []}\n"
-CONTEXT = EventContext(conversation={"id": "c1"}, customer=None, business={"id": "acme"})
 POOL = widget(
     "from concurrent.futures import ThreadPoolExecutor\n"
     "with ThreadPoolExecutor(8) as pool:\n"
@@ -85,47 +76,6 @@ def executor(infra: Infra, owned: Listeners, other_tasks_of_the_uid: None) -> It
     process.stop()
 
 
-async def _run(infra: Infra, jobs: dict[str, str]) -> dict[str, tuple[WidgetResult, float]]:
-    """Publish one job per widget id; each result, by widget id, with its time since publishing."""
-    connection = await aio_pika.connect_robust(infra.rabbitmq_url)
-    try:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.declare_exchange(INTERNAL_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True)
-        queue = await channel.declare_queue(exclusive=True)
-        await queue.bind(exchange, queue.name)  # executors reply on the internal exchange, keyed by reply_to
-        received: asyncio.Queue[tuple[WidgetResult, float]] = asyncio.Queue()
-
-        async def on_message(message: AbstractIncomingMessage) -> None:
-            await received.put((decode_widget_result(message.body), time.perf_counter()))
-
-        await queue.consume(on_message, no_ack=True)
-        run_id = uuid.uuid4().hex
-        started = time.perf_counter()
-        for widget_id, code in jobs.items():
-            job = WidgetJob(
-                job_id=job_id_for(run_id, widget_id),
-                run_id=run_id,
-                purpose="sidebar",
-                business_id="acme",
-                conversation_id="c1",
-                widget_id=widget_id,
-                widget_name=widget_id,
-                code=code,
-                timeout_s=TIMEOUT_S,
-                context=CONTEXT,
-                expires_at=datetime.now(UTC) + timedelta(seconds=60),
-            )
-            message = aio_pika.Message(job.model_dump_json().encode(), reply_to=queue.name)
-            await exchange.publish(message, routing_key=WIDGET_JOB_KEY)
-        results = {}
-        for _ in jobs:
-            result, at = await asyncio.wait_for(received.get(), 60)
-            results[result.job_id.removeprefix(f"{run_id}.")] = (result, at - started)
-        return results
-    finally:
-        await connection.close()
-
-
 def test_the_executor_runs_as_the_uid_without_uid_slots(executor: ServiceProcess) -> None:
     status = dict(line.split(":", 1) for line in Path(f"/proc/{executor.pid}/status").read_text().splitlines())
     assert status["Uid"].split() == [str(UID)] * 4
@@ -138,7 +88,9 @@ def test_the_executor_runs_as_the_uid_without_uid_slots(executor: ServiceProcess
 async def test_poison_jobs_fail_alone(infra: Infra, executor: ServiceProcess) -> None:
     names = {f"poison{n}": name for n, name in enumerate(POISON)}
     jobs = {widget_id: widget(POISON[name][0]) for widget_id, name in names.items()}
-    results = await _run(infra, jobs | {f"healthy{n}": HEALTHY for n in range(4)} | {"pool": POOL})
+    results = await run_jobs(
+        infra, jobs | {f"healthy{n}": HEALTHY for n in range(4)} | {"pool": POOL}, timeout_s=TIMEOUT_S
+    )
     for widget_id, name in names.items():
         result, took = results[widget_id]
         _, status, error_type = POISON[name]
@@ -157,7 +109,9 @@ async def test_no_bypass_reaches_a_listener_of_the_test(
 ) -> None:
     targets = owned.targets
     names = {f"bypass{n}": name for n, name in enumerate(BYPASSES)}
-    results = await _run(infra, {widget_id: targets.code(BYPASSES[name][0]) for widget_id, name in names.items()})
+    results = await run_jobs(
+        infra, {widget_id: targets.code(BYPASSES[name][0]) for widget_id, name in names.items()}, timeout_s=TIMEOUT_S
+    )
     assert owned.reached() == []
     for widget_id, name in names.items():
         _, error_type, named = BYPASSES[name]
@@ -171,7 +125,9 @@ async def test_no_bypass_reaches_a_listener_of_the_test(
 
 async def test_allowed_traffic_flows(infra: Infra, executor: ServiceProcess, owned: Listeners) -> None:
     names = {f"allowed{n}": name for n, name in enumerate(ALLOWED)}
-    results = await _run(infra, {widget_id: owned.targets.code(ALLOWED[name]) for widget_id, name in names.items()})
+    results = await run_jobs(
+        infra, {widget_id: owned.targets.code(ALLOWED[name]) for widget_id, name in names.items()}, timeout_s=TIMEOUT_S
+    )
     for widget_id, name in names.items():
         result = results[widget_id][0]
         assert result.status == "ok", (name, result.error)
