@@ -1,5 +1,6 @@
 """Children inherit HTTP libraries the zygote has already used once, and nothing of that use:
-no thread left running, no ``.netrc`` read."""
+no thread left running (nor the malloc arena a thread leaves), no ``.netrc`` read, and
+nothing of the answering side, which runs in a process of its own."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ return {
     "items": [],
     "warm": sorted(m for m in ("netrc", "urllib3.connectionpool", "http.client", "httpcore") if m in sys.modules),
     "threads": threading.active_count(),
+    "cryptography": "cryptography" in sys.modules,
     "netrc_read": any(type(o).__name__ == "netrc" for o in __import__("gc").get_objects()),
 }
 """
@@ -29,3 +31,4 @@ async def test_children_start_with_warm_http_libraries_and_nothing_left_of_the_w
     assert outcome.value["warm"] == ["http.client", "httpcore", "netrc", "urllib3.connectionpool"]
     assert outcome.value["threads"] == 1
     assert outcome.value["netrc_read"] is False
+    assert outcome.value["cryptography"] is False, "the throwaway certificate is made outside the zygote"

@@ -1,12 +1,18 @@
-"""One request with each HTTP library inside the zygote, before it forks anything.
+"""One request with each HTTP library, and one TLS handshake, inside the zygote before it forks.
 
 A widget's first ``requests.get`` in a fresh child otherwise pays for work that
 every child repeats: lazy imports (``netrc``, parts of ``email`` and
 ``http.client``), regular expressions compiled on first use, urllib3's and
-httpx's first-call set-up. Done once here, the children inherit it warm. The
-request goes to a listener of the zygote's own on loopback, answered by a
-thread that has exited before the first fork. Nothing from the environment or
-the home directory (proxies, ``.netrc``) is read: children must not inherit it.
+httpx's first-call set-up, the TLS handshake path. Done once here, the children
+inherit it warm.
+
+The answers come from a short-lived process forked for the purpose, on
+loopback listeners it alone keeps open. Not from a thread: a thread that
+allocates leaves a malloc arena (64 MiB of address space) in the zygote, which
+every child would inherit under its address-space limit. The TLS certificate is
+a throwaway made in that process, which the shared context rightly refuses: the
+handshake and verification code is warm, the trust store untouched. Nothing is
+read from the environment or the home directory (proxies, ``.netrc``).
 """
 
 from __future__ import annotations
@@ -17,45 +23,53 @@ import os
 import socket
 import ssl
 import tempfile
-import threading
 
 _BODY = b'{"warm": true}'
 _RESPONSE = (
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
     % (len(_BODY), _BODY)
 )
-_REQUESTS = 2  # one with requests, one with httpx
+_PLAIN_REQUESTS = 2  # one with requests, one with httpx
+_TIMEOUT_S = 5.0
 
 
-def warm_up_http() -> None:
+def warm_up_http_clients() -> None:
     import netrc  # noqa: F401 - imported by requests on a widget's first call; the file is never read here
 
     import httpx
     import requests
 
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        listener.settimeout(5)
-        answering = threading.Thread(target=_answer, args=(listener,), name="warm-up")
-        answering.start()
-        url = f"http://127.0.0.1:{listener.getsockname()[1]}/warm-up"
-        headers = {"Authorization": "Bearer x"}
+    plain = socket.create_server(("127.0.0.1", 0))
+    tls = socket.create_server(("127.0.0.1", 0))
+    pid = os.fork()
+    if pid == 0:  # the answering process: never returns
+        code = 1
         try:
-            with requests.Session() as session:
-                session.trust_env = False
-                session.get(url, params={"q": "x"}, headers=headers, timeout=5).json()
-            httpx.get(url, params={"q": "x"}, headers=headers, timeout=5, trust_env=False).json()
+            _answer(plain, tls)
+            code = 0
         finally:
-            answering.join(timeout=5)
+            os._exit(code)
+    plain_port, tls_port = plain.getsockname()[1], tls.getsockname()[1]
+    plain.close()
+    tls.close()
+    plain_url, headers = f"http://127.0.0.1:{plain_port}/warm-up", {"Authorization": "Bearer x"}
+    try:  # in the order the answering process serves them: two plain requests, then the handshake
+        with requests.Session() as session:
+            session.trust_env = False
+            session.get(plain_url, params={"q": "x"}, headers=headers, timeout=_TIMEOUT_S).json()
+            httpx.get(plain_url, params={"q": "x"}, headers=headers, timeout=_TIMEOUT_S, trust_env=False).json()
+            with contextlib.suppress(requests.exceptions.SSLError):
+                session.get(f"https://127.0.0.1:{tls_port}/warm-up", timeout=_TIMEOUT_S)
+    finally:
+        os.waitpid(pid, 0)
 
 
-def _answer(listener: socket.socket) -> None:
-    for _ in range(_REQUESTS):
-        try:
-            connection, _ = listener.accept()
-        except OSError:
-            return
+def _answer(plain: socket.socket, tls: socket.socket) -> None:
+    plain.settimeout(_TIMEOUT_S)
+    for _ in range(_PLAIN_REQUESTS):
+        connection, _ = plain.accept()
         with connection:
-            connection.settimeout(5)
+            connection.settimeout(_TIMEOUT_S)
             request = b""
             while b"\r\n\r\n" not in request:
                 chunk = connection.recv(65536)
@@ -63,24 +77,12 @@ def _answer(listener: socket.socket) -> None:
                     break
                 request += chunk
             connection.sendall(_RESPONSE)
-
-
-def warm_up_https() -> None:
-    """A TLS handshake with ``requests`` against a throwaway certificate, which the shared
-    context rightly refuses: the handshake and verification code is warm, the trust store untouched."""
-    import requests
-
-    server_context = _throwaway_server_context()
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        listener.settimeout(5)
-        answering = threading.Thread(target=_handshake, args=(listener, server_context), name="warm-up-tls")
-        answering.start()
-        try:
-            with requests.Session() as session, contextlib.suppress(requests.exceptions.SSLError):
-                session.trust_env = False
-                session.get(f"https://127.0.0.1:{listener.getsockname()[1]}/warm-up", timeout=5)
-        finally:
-            answering.join(timeout=5)
+    tls.settimeout(_TIMEOUT_S)
+    connection, _ = tls.accept()
+    with connection, contextlib.suppress(OSError):
+        connection.settimeout(_TIMEOUT_S)
+        with _throwaway_server_context().wrap_socket(connection, server_side=True):
+            pass
 
 
 def _throwaway_server_context() -> ssl.SSLContext:
@@ -114,14 +116,3 @@ def _throwaway_server_context() -> ssl.SSLContext:
             pem.write(certificate.public_bytes(serialization.Encoding.PEM))
         context.load_cert_chain(path)
     return context
-
-
-def _handshake(listener: socket.socket, context: ssl.SSLContext) -> None:
-    try:
-        connection, _ = listener.accept()
-    except OSError:
-        return
-    with connection, contextlib.suppress(OSError):
-        connection.settimeout(5)
-        with context.wrap_socket(connection, server_side=True):
-            pass

@@ -39,7 +39,7 @@ from typing import Any
 
 from executor.sandbox import child, landlock, seccomp
 from executor.sandbox.runtime import preload
-from executor.sandbox.warmup import warm_up_http, warm_up_https
+from executor.sandbox.warmup import warm_up_http_clients
 
 _MAX_MESSAGE = 64 * 1024
 _SPARE_RETRY_S = 0.1
@@ -174,9 +174,8 @@ def main() -> None:
     control = socket.socket(fileno=int(sys.argv[1]))
     config: dict[str, Any] = json.loads(sys.stdin.readline())
     preload(config.get("extra_ca_file"))
-    for warm_up in (warm_up_http, warm_up_https):
-        with contextlib.suppress(Exception):  # only an optimisation: a cold child still works
-            warm_up()
+    with contextlib.suppress(Exception):  # only an optimisation: a cold child still works
+        warm_up_http_clients()
     config["layers"] = probe_layers()
     if config["layers"]["landlock"]:
         config["landlock_ruleset"] = landlock.build_ruleset(config["read_only_paths"], config["connect_ports"])
