@@ -15,6 +15,7 @@ from shared.contracts.events import EventContext
 from shared.contracts.jobs import WidgetJob, WidgetResult, decode_widget_result, job_id_for
 from shared.topology import INTERNAL_EXCHANGE, WIDGET_JOB_KEY
 from tests.infra import Infra
+from tests.poison import POISON, widget
 
 CONTEXT = EventContext(conversation={"id": "c1"}, customer=None, business={"id": "acme"})
 
@@ -60,3 +61,27 @@ async def run_jobs(
         return results
     finally:
         await connection.close()
+
+
+HEALTHY = "def get_sidebar_data(context):\n    print('healthy')\n    return {'title': 'ok', 'items': []}\n"
+POISON_IDS = {f"poison{n}": name for n, name in enumerate(POISON)}
+
+
+def poison_suite() -> dict[str, str]:
+    """Every poison widget of the catalogue and four healthy ones, by widget id."""
+    jobs = {widget_id: widget(POISON[name][0]) for widget_id, name in POISON_IDS.items()}
+    return jobs | {f"healthy{n}": HEALTHY for n in range(4)}
+
+
+def check_poison_suite(results: dict[str, tuple[WidgetResult, float]], timeout_s: float) -> None:
+    """Each poison job has its precise status within its timeout + 1 s; healthy ones are unaffected."""
+    for widget_id, name in POISON_IDS.items():
+        result, took = results[widget_id]
+        _, status, error_type = POISON[name]
+        assert result.status == (status if status == "timeout" else "error"), (name, result.error)
+        assert result.error is not None and result.error.type == error_type, (name, result.error)
+        assert took < timeout_s + 1, f"{name} answered after {took:.2f} s"
+    for n in range(4):
+        result, _ = results[f"healthy{n}"]
+        assert result.status == "ok", result.error
+        assert result.logs == "healthy\n"

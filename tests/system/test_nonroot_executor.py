@@ -15,12 +15,11 @@ import pytest
 from tests.egress_corpus import ALLOWED, BYPASSES, Listeners, listeners
 from tests.infra import Infra
 from tests.poison import POISON, widget
-from tests.system.direct_jobs import run_jobs
+from tests.system.direct_jobs import check_poison_suite, poison_suite, run_jobs
 from tests.system.harness import ServiceProcess, base_env, free_port
 
 UID = 10002  # deploy/k8s: runAsUser and runAsGroup of the executor
 TIMEOUT_S = 1.5
-HEALTHY = "def get_sidebar_data(context):\n    print('healthy')\n    return {'title': 'ok', 'items': []}\n"
 POOL = widget(
     "from concurrent.futures import ThreadPoolExecutor\n"
     "with ThreadPoolExecutor(8) as pool:\n"
@@ -86,19 +85,8 @@ def test_the_executor_runs_as_the_uid_without_uid_slots(executor: ServiceProcess
 
 
 async def test_poison_jobs_fail_alone(infra: Infra, executor: ServiceProcess) -> None:
-    names = {f"poison{n}": name for n, name in enumerate(POISON)}
-    jobs = {widget_id: widget(POISON[name][0]) for widget_id, name in names.items()}
-    results = await run_jobs(
-        infra, jobs | {f"healthy{n}": HEALTHY for n in range(4)} | {"pool": POOL}, timeout_s=TIMEOUT_S
-    )
-    for widget_id, name in names.items():
-        result, took = results[widget_id]
-        _, status, error_type = POISON[name]
-        assert result.status == (status if status == "timeout" else "error"), (name, result.error)
-        assert result.error is not None and result.error.type == error_type, (name, result.error)
-        assert took < TIMEOUT_S + 1, f"{name} answered after {took:.2f} s"
-    for n in range(4):
-        assert results[f"healthy{n}"][0].status == "ok"
+    results = await run_jobs(infra, poison_suite() | {"pool": POOL}, timeout_s=TIMEOUT_S)
+    check_poison_suite(results, TIMEOUT_S)
     pool = results["pool"][0]
     assert pool.status == "ok", pool.error
     assert pool.data is not None and pool.data.title == str(sum(n * n for n in range(64)))
