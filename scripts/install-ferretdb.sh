@@ -38,6 +38,8 @@ fi
 if ! command -v go >/dev/null 2>&1; then
     if [[ -x /usr/local/go/bin/go ]]; then
         export PATH="$PATH:/usr/local/go/bin"
+    elif [[ -x "$ROOT/.local/go/bin/go" ]]; then  # fetched by scripts/setup.sh
+        export PATH="$PATH:$ROOT/.local/go/bin"
     else
         die "go not found: install Go 1.22+ (1.24+ avoids a toolchain download; https://go.dev/dl/, e.g. into /usr/local/go) and put it on PATH, then rerun $0"
     fi

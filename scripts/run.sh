@@ -59,6 +59,7 @@ tail_log() {
 
 # port_free PORT: nothing accepts connections on 127.0.0.1:PORT.
 port_free() {
+    # shellcheck disable=SC2016 # expanded by the inner bash
     ! timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null
 }
 

@@ -5,6 +5,8 @@
 #   scripts/services.sh up      start whatever does not already answer
 #   scripts/services.sh down    stop what `up` started (nothing else)
 #   scripts/services.sh status  show what answers
+#   scripts/services.sh answers amqp|mongodb
+#                               exit 0 when RABBITMQ_URL / MONGODB_URL answers its protocol
 #
 # Environment:
 #   RABBITMQ_URL      default amqp://guest:guest@127.0.0.1:5672/
@@ -470,12 +472,23 @@ cmd_status() {
     return "$STATUS_RC"
 }
 
+# answers KIND: the URL of that kind answers its protocol (scripts/setup.sh asks).
+cmd_answers() {
+    case "${1:-}" in
+        amqp) parse_url "$RABBITMQ_URL" 5672 ;;
+        mongodb) parse_url "$MONGODB_URL" 27017 ;;
+        *) die "usage: $0 answers amqp|mongodb" ;;
+    esac
+    probe "$1" "$URL_HOST" "$URL_PORT"
+}
+
 case "${1:-}" in
     up) cmd_up ;;
     down) cmd_down ;;
     status) cmd_status ;;
+    answers) cmd_answers "${2:-}" ;;
     *)
-        echo "usage: $0 up|down|status" >&2
+        echo "usage: $0 up|down|status|answers amqp|mongodb" >&2
         exit 2
         ;;
 esac
