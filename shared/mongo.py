@@ -15,9 +15,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from bson.errors import BSONError
 from prometheus_client import CollectorRegistry, Counter
 from pymongo import AsyncMongoClient
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, InvalidOperation, OperationFailure, PyMongoError
 from pymongo.monitoring import CommandFailedEvent, CommandListener, CommandStartedEvent, CommandSucceededEvent
 
 from shared.errors import PermanentError, TransientError
@@ -38,6 +39,29 @@ MESSAGES = "messages"
 # SQLite under FerretDB answers "database is locked" (SQLITE_BUSY) while another writer
 # holds the lock: a moment's contention, not a verdict on the request.
 _BUSY_MARKERS = ("SQLITE_BUSY", "database is locked")
+# Server error codes that say "not now" rather than "never": elections, shutdowns,
+# interrupted or conflicting operations, time limits (MongoDB's error_codes.yml).
+_TRANSIENT_CODES = frozenset(
+    {
+        6,  # HostUnreachable
+        7,  # HostNotFound
+        24,  # LockTimeout
+        46,  # LockBusy
+        50,  # MaxTimeMSExpired
+        89,  # NetworkTimeout
+        91,  # ShutdownInProgress
+        112,  # WriteConflict
+        189,  # PrimarySteppedDown
+        262,  # ExceededTimeLimit
+        9001,  # SocketException
+        10107,  # NotWritablePrimary
+        11600,  # InterruptedAtShutdown
+        11602,  # InterruptedDueToReplStateChange
+        13435,  # NotPrimaryNoSecondaryOk
+        13436,  # NotPrimaryOrSecondary
+    }
+)
+_TRANSIENT_LABELS = ("RetryableWriteError", "TransientTransactionError")
 
 
 class CommandCounter(CommandListener):
@@ -72,18 +96,31 @@ def connect_mongo(url: str, *, app_name: str, commands: CommandCounter | None = 
     )
 
 
+def classify(exc: PyMongoError | BSONError, operation: str) -> TransientError | PermanentError:
+    """What a driver error means for the message being handled: unreachable, timed out,
+    busy, interrupted or between primaries is transient; the rest is a verdict on the request."""
+    if isinstance(exc, ConnectionFailure):
+        return TransientError(f"MongoDB unavailable during {operation}: {type(exc).__name__}")
+    if isinstance(exc, InvalidOperation):  # the client was closed under us: shutting down
+        return TransientError(f"MongoDB client closed during {operation}")
+    if isinstance(exc, PyMongoError) and exc.timeout:
+        return TransientError(f"MongoDB timed out during {operation}")
+    if isinstance(exc, OperationFailure) and (
+        exc.code in _TRANSIENT_CODES or any(exc.has_error_label(label) for label in _TRANSIENT_LABELS)
+    ):
+        return TransientError(f"MongoDB could not serve {operation} now (code {exc.code}): {exc}")
+    if any(marker in str(exc) for marker in _BUSY_MARKERS):
+        return TransientError(f"MongoDB was busy during {operation}: {exc}")
+    return PermanentError(f"MongoDB rejected {operation}: {exc}")
+
+
 @contextmanager
 def mongo_errors(operation: str) -> Iterator[None]:
-    """Translate driver errors: unreachable, timed out or busy is transient, the rest permanent."""
+    """Translate driver errors into the services' two kinds (``classify``); a duplicate key
+    is an answer, not a failure, and passes through."""
     try:
         yield
     except DuplicateKeyError:
         raise
-    except ConnectionFailure as exc:
-        raise TransientError(f"MongoDB unavailable during {operation}: {type(exc).__name__}") from exc
-    except PyMongoError as exc:
-        if exc.timeout:
-            raise TransientError(f"MongoDB timed out during {operation}") from exc
-        if any(marker in str(exc) for marker in _BUSY_MARKERS):
-            raise TransientError(f"MongoDB was busy during {operation}: {exc}") from exc
-        raise PermanentError(f"MongoDB rejected {operation}: {exc}") from exc
+    except (PyMongoError, BSONError) as exc:
+        raise classify(exc, operation) from exc

@@ -4,7 +4,7 @@ Every job names in its AMQP ``reply_to`` the private queue of whoever published
 it (the orchestrator replica that owns the run, or the store awaiting a test
 run); the result is published to ``sidebar.internal`` with that queue's name as
 routing key. A job that waited past its expiry is not run: its sidebar has been
-assembled already, so it is reported as a timeout.
+assembled already (or its test run answered), so it is reported ``expired``.
 """
 
 from __future__ import annotations
@@ -18,14 +18,16 @@ from executor.metrics import ExecutorMetrics
 from executor.runner import RunOutcome, RunRequest, WidgetRunner
 from shared.broker import Broker, OutgoingMessage
 from shared.consumer import Delivery
-from shared.contracts.events import WidgetError
+from shared.contracts.events import WidgetError, WidgetStatus
 from shared.contracts.jobs import WidgetJob, WidgetResult
-from shared.contracts.widget_output import InvalidWidgetOutput, validate_widget_output
+from shared.contracts.widget_output import InvalidWidgetOutput, WidgetOutput, validate_widget_output
 from shared.errors import PermanentError
 from shared.secrets import SecretBox, SecretsUnavailable
 from shared.topology import INTERNAL_EXCHANGE
 
 log = structlog.get_logger(__name__)
+
+EXPIRED_MESSAGE = "job expired before an executor could run it"
 
 
 def kill_reason(outcome: RunOutcome) -> str | None:
@@ -38,8 +40,11 @@ def kill_reason(outcome: RunOutcome) -> str | None:
     return None
 
 
-def result_for(job: WidgetJob, outcome: RunOutcome) -> WidgetResult:
-    """Turn a raw run outcome into a result, validating the return format."""
+def result_for(job: WidgetJob, outcome: RunOutcome | None) -> WidgetResult:
+    """Turn a raw run outcome into a result, validating the return format; no outcome
+    means the job expired before it could run."""
+    if outcome is None:
+        return _result(job, "expired", 0, None, WidgetError(type="expired", message=EXPIRED_MESSAGE))
     status, data, error = outcome.status, None, None
     if outcome.status == "ok":
         try:
@@ -49,6 +54,21 @@ def result_for(job: WidgetJob, outcome: RunOutcome) -> WidgetResult:
             error = WidgetError(type="invalid_return", message=f"return value does not match the format: {exc}")
     else:
         error = WidgetError(type=outcome.error_type or outcome.status, message=outcome.error_message or "")
+    return _result(
+        job, status, round(outcome.duration_s * 1000), data, error, outcome.logs, logs_truncated=outcome.logs_truncated
+    )
+
+
+def _result(
+    job: WidgetJob,
+    status: WidgetStatus,
+    duration_ms: int,
+    data: WidgetOutput | None,
+    error: WidgetError | None,
+    logs: str = "",
+    *,
+    logs_truncated: bool = False,
+) -> WidgetResult:
     return WidgetResult(
         job_id=job.job_id,
         run_id=job.run_id,
@@ -57,11 +77,11 @@ def result_for(job: WidgetJob, outcome: RunOutcome) -> WidgetResult:
         conversation_id=job.conversation_id,
         widget_id=job.widget_id,
         status=status,
-        duration_ms=round(outcome.duration_s * 1000),
+        duration_ms=duration_ms,
         data=data,
         error=error,
-        logs=outcome.logs,
-        logs_truncated=outcome.logs_truncated,
+        logs=logs,
+        logs_truncated=logs_truncated,
         finished_at=datetime.now(UTC),
     )
 
@@ -79,11 +99,12 @@ class JobHandler:
         outcome = await self._run(job)
         result = result_for(job, outcome)
         self.metrics.jobs.labels(job.purpose, result.status).inc()
-        self.metrics.widget_duration.labels(result.status).observe(outcome.duration_s)
-        if outcome.widget_s is not None:
-            self.metrics.sandbox_overhead.observe(max(0.0, outcome.duration_s - outcome.widget_s))
-        if (reason := kill_reason(outcome)) is not None:
-            self.metrics.kills.labels(reason).inc()
+        if outcome is not None:
+            self.metrics.widget_duration.labels(result.status).observe(outcome.duration_s)
+            if outcome.widget_s is not None:
+                self.metrics.sandbox_overhead.observe(max(0.0, outcome.duration_s - outcome.widget_s))
+            if (reason := kill_reason(outcome)) is not None:
+                self.metrics.kills.labels(reason).inc()
         await self._publish(result, delivery.reply_to, delivery.correlation_id)
         log.info(
             "widget.finished",
@@ -92,12 +113,11 @@ class JobHandler:
             error_type=result.error.type if result.error else None,
         )
 
-    async def _run(self, job: WidgetJob) -> RunOutcome:
+    async def _run(self, job: WidgetJob) -> RunOutcome | None:
+        """The job's outcome, or None when it expired before it could run."""
         remaining = (job.expires_at - datetime.now(UTC)).total_seconds()
         if remaining <= 0:
-            return RunOutcome(
-                "timeout", 0.0, error_type="timeout", error_message="job expired before an executor could run it"
-            )
+            return None
         try:
             secrets = self._open_secrets(job)
         except SecretsUnavailable as exc:

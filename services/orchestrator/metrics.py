@@ -17,7 +17,7 @@ class OrchestratorMetrics:
         )
         self.events = Counter(
             "orchestrator_events_total",
-            "conversation.opened events, by outcome (started, duplicate, taken_over).",
+            "conversation.opened events, by outcome (started, duplicate, taken_over, expired).",
             ["outcome"],
             registry=registry,
         )
@@ -45,7 +45,7 @@ class OrchestratorMetrics:
         )
         self.sidebars = Counter(
             "orchestrator_sidebars_published_total",
-            "Sidebars published, by how they closed (complete, deadline).",
+            "Sidebars published, by how they closed (complete, deadline, expired).",
             ["closed_by"],
             registry=registry,
         )

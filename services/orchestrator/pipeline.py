@@ -70,6 +70,25 @@ class DeadlinePolicy:
 
 
 @dataclass(frozen=True)
+class Admission:
+    """Whether an event is still worth running when it is taken.
+
+    A sidebar for a conversation opened minutes ago is worthless, and computing it
+    would delay the fresh ones behind it: an event older than ``max_age_s`` (by default,
+    its sidebar's own deadline span) when taken is not run. It gets a sidebar whose
+    widgets are all ``expired``, so the frontend hears of it, and nothing is lost.
+    """
+
+    max_age_s: float | None = None
+
+    def age_s(self, event: ConversationOpened, run: Run) -> float | None:
+        """The event's age when taken if it is past the limit, else None."""
+        age_s = (run.received_at - event.occurred_at).total_seconds()
+        limit_s = self.max_age_s if self.max_age_s is not None else (run.deadline_at - run.received_at).total_seconds()
+        return age_s if age_s > limit_s else None
+
+
+@dataclass(frozen=True)
 class Retry:
     """Bounded retries of one idempotent step that must not be given up lightly."""
 
@@ -90,6 +109,10 @@ class Retry:
                     raise
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _event_message(body: str, message_type: str, event_id: str) -> OutgoingMessage:
@@ -153,6 +176,7 @@ class OpenedHandler:
     deadlines: DeadlinePolicy
     metrics: OrchestratorMetrics
     retry: Retry
+    admission: Admission = Admission()
     clock: Clock = utc_now
 
     async def __call__(self, event: ConversationOpened, delivery: Delivery) -> None:
@@ -164,12 +188,15 @@ class OpenedHandler:
         if catalog is None:
             raise PermanentError(f"business {event.business_id!r} is unknown")
         run = self._new_run(event, tuple(w.snapshot for w in catalog.widgets))
-        created, context = await asyncio.gather(self.runs.create(run, self.replica_id), self._context(event, catalog))
+        # Ages only grow, so an event expired now is expired at a takeover too.
+        expired_age_s = self.admission.age_s(event, run)
+        context_read = self._context(event, catalog) if expired_age_s is None else _nothing()
+        created, context = await asyncio.gather(self.runs.create(run, self.replica_id), context_read)
         widgets = list(catalog.widgets)
-        if created:
+        if created and expired_age_s is None:
             self.metrics.events.labels("started").inc()
             log.info("run.started", widgets=len(widgets))
-        else:
+        elif not created:
             stored = await self.runs.get(key)
             if stored is None:
                 raise TransientError(f"run {event.event_id} is not readable yet after a concurrent create")
@@ -182,6 +209,9 @@ class OpenedHandler:
             run, widgets = self._takeover(stored.run, catalog)
             self.metrics.events.labels("taken_over").inc()
             log.info("run.taken_over", attempt=run.attempt, widgets=len(widgets))
+        if expired_age_s is not None:
+            await self._expire(run, expired_age_s, delivery)
+            return
         if context is None:
             raise PermanentError(
                 f"conversation {event.conversation_id!r} of business {event.business_id!r} is unknown "
@@ -207,16 +237,26 @@ class OpenedHandler:
             self.active.finish(active)
             self.metrics.runs_in_flight.dec()
 
-    async def _close(self, active: ActiveRun) -> None:
+    async def _expire(self, run: Run, age_s: float, delivery: Delivery) -> None:
+        """Not run: a sidebar of ``expired`` widgets is published and recorded instead."""
+        self.metrics.events.labels("expired").inc()
+        log.warning("event.expired", age_s=round(age_s, 3), widgets=len(run.widgets))
+        active = self.active.start(run, delivery.held)
+        try:
+            await self._close(active, expired=True)
+        finally:
+            self.active.finish(active)
+
+    async def _close(self, active: ActiveRun, *, expired: bool = False) -> None:
         run, results = active.run, dict(active.results)
-        sidebar = assemble_sidebar(run, results, self.clock())
+        sidebar = assemble_sidebar(run, results, self.clock(), "expired" if expired else "timeout")
 
         async def publish() -> None:
             active.check()  # once abandoned, the sidebar is its new owner's to publish
             await self.outbox.sidebar(sidebar)
 
         await self.retry.run(publish)
-        closed_by = "complete" if active.complete else "deadline"
+        closed_by = "expired" if expired else "complete" if active.complete else "deadline"
         log.info(
             "sidebar.published",
             closed_by=closed_by,
@@ -224,7 +264,8 @@ class OpenedHandler:
             statuses=sorted(w.status for w in sidebar.widgets),
         )
         self.metrics.sidebars.labels(closed_by).inc()
-        self.metrics.sidebar_latency.observe(max(0.0, (self.clock() - run.occurred_at).total_seconds()))
+        if not expired:  # the latency of the sidebars served; expired ones are counted apart
+            self.metrics.sidebar_latency.observe(max(0.0, (self.clock() - run.occurred_at).total_seconds()))
         # Between the publish above and this record lies the one window in which a crash
         # publishes the sidebar twice: the redelivered event finds the run unpublished.
         await self.retry.run(lambda: self.runs.record(run, sidebar, results))

@@ -10,8 +10,10 @@ from shared.settings import CommonSettings, MongoSettings
 class OrchestratorSettings(CommonSettings, MongoSettings):
     orchestrator_metrics_port: int = Field(default=9101, ge=0, le=65535)
     # Runs a replica owns at once: each holds its conversation.opened delivery until its
-    # sidebar is recorded, so this is the prefetch of the events queue.
-    orchestrator_prefetch: int = Field(default=100, ge=1, le=1000)
+    # sidebar is recorded, so this is the prefetch of the events queue. Kept near what the
+    # executors can serve, so that under overload the backlog waits in the events queue,
+    # where admission control sheds what grew too old, not as jobs in the executors' queue.
+    orchestrator_prefetch: int = Field(default=32, ge=1, le=1000)
     # Unacked results a replica takes at once; they are handled in memory, in microseconds.
     orchestrator_results_prefetch: int = Field(default=500, ge=1, le=5000)
     # The sidebar deadline is the largest widget timeout plus this margin,
@@ -21,6 +23,9 @@ class OrchestratorSettings(CommonSettings, MongoSettings):
     # A business's widgets and sealed secrets are cached this long at most; the store's
     # catalog.changed notices drop an entry at once.
     catalog_ttl_s: float = Field(default=30.0, gt=0)
+    # Admission control: an event older than this when taken is not run; its sidebar's
+    # widgets are all "expired". Unset, the limit is the sidebar's own deadline span.
+    admission_max_age_s: float | None = Field(default=None, gt=0)
     # How long publishing or recording a sidebar is retried before the run is handed back
     # to the broker (and re-run by whichever replica gets its event next).
     sidebar_retry_s: float = Field(default=15.0, gt=0)

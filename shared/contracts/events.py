@@ -23,7 +23,9 @@ SIDEBAR_READY = "sidebar.ready"
 SIDEBAR_WIDGET = "sidebar.widget"
 SCHEMA_VERSION = 1
 
-WidgetStatus = Literal["ok", "error", "timeout"]
+# ``expired``: not run at all, because its event or job was older than admission allows
+# when taken (docs/operations.md, "Admission control").
+WidgetStatus = Literal["ok", "error", "timeout", "expired"]
 
 
 class _Contract(BaseModel):

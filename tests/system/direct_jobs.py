@@ -21,9 +21,10 @@ CONTEXT = EventContext(conversation={"id": "c1"}, customer=None, business={"id":
 
 
 async def run_jobs(
-    infra: Infra, jobs: dict[str, str], *, timeout_s: float, wait_s: float = 60
+    infra: Infra, jobs: dict[str, str], *, timeout_s: float, wait_s: float = 60, expires_in_s: float = 60
 ) -> dict[str, tuple[WidgetResult, float]]:
-    """Publish one job per widget id; each result, by widget id, with its time since publishing."""
+    """Publish one job per widget id, expiring ``expires_in_s`` from now; each result, by
+    widget id, with its time since publishing."""
     connection = await aio_pika.connect_robust(infra.rabbitmq_url)
     try:
         channel = await connection.channel(publisher_confirms=True)
@@ -50,7 +51,7 @@ async def run_jobs(
                 code=code,
                 timeout_s=timeout_s,
                 context=CONTEXT,
-                expires_at=datetime.now(UTC) + timedelta(seconds=60),
+                expires_at=datetime.now(UTC) + timedelta(seconds=expires_in_s),
             )
             message = aio_pika.Message(job.model_dump_json().encode(), reply_to=queue.name)
             await exchange.publish(message, routing_key=WIDGET_JOB_KEY)

@@ -35,3 +35,13 @@ async def test_poison_jobs_fail_alone_through_the_broker(infra: Infra, executor:
         assert result.duration_ms < 500, f"a healthy job took {result.duration_ms} ms beside the poison"
     again = await run_jobs(infra, {"after": HEALTHY}, timeout_s=TIMEOUT_S, wait_s=30)
     assert again["after"][0].status == "ok", "the executor keeps serving"
+
+
+async def test_a_job_taken_after_its_expiry_is_not_run_and_reported_expired(infra: Infra, executor: ServiceProcess) -> None:
+    """Admission control at the executor: a job whose run has expired isn't worth its sandbox."""
+    ran = "def get_sidebar_data(context):\n    print('ran')\n    return {'title': 'ran', 'items': []}\n"
+    results = await run_jobs(infra, {"late": ran}, timeout_s=TIMEOUT_S, wait_s=30, expires_in_s=-1)
+    result, _ = results["late"]
+    assert (result.status, result.duration_ms, result.logs, result.data) == ("expired", 0, "", None)
+    assert result.error is not None and result.error.type == "expired"
+    executor.wait_for(lambda line: line.get("event") == "widget.finished" and line.get("status") == "expired")

@@ -15,7 +15,7 @@ from orchestrator.active_runs import ActiveRuns
 from orchestrator.catalog import BusinessCatalog
 from orchestrator.memory_runs import InMemoryRunStore
 from orchestrator.metrics import OrchestratorMetrics
-from orchestrator.pipeline import DeadlinePolicy, OpenedHandler, Outbox, ResultHandler, Retry
+from orchestrator.pipeline import Admission, DeadlinePolicy, OpenedHandler, Outbox, ResultHandler, Retry
 from orchestrator.runs import Run, RunKey, WidgetDefinition, WidgetSnapshot
 from shared.broker import OutgoingMessage
 from shared.consumer import Delivery
@@ -79,10 +79,17 @@ class Orchestrator:
     opened: OpenedHandler
     results: ResultHandler
     now: list[datetime]
+    registry: CollectorRegistry
+
+    def events(self, outcome: str) -> float:
+        return self.registry.get_sample_value("orchestrator_events_total", {"outcome": outcome}) or 0.0
 
 
-def _orchestrator(runs: InMemoryRunStore | None = None, catalog: FixedCatalog | None = None) -> Orchestrator:
-    metrics = OrchestratorMetrics(CollectorRegistry())
+def _orchestrator(
+    runs: InMemoryRunStore | None = None, catalog: FixedCatalog | None = None, admission: Admission = Admission()
+) -> Orchestrator:
+    registry = CollectorRegistry()
+    metrics = OrchestratorMetrics(registry)
     publisher, active, now = RecordingPublisher(), ActiveRuns(), [NOW]
     outbox = Outbox(broker=publisher, results_queue="orchestrator.results.r1", metrics=metrics)
     runs = runs or InMemoryRunStore()
@@ -96,9 +103,12 @@ def _orchestrator(runs: InMemoryRunStore | None = None, catalog: FixedCatalog | 
         deadlines=DeadlinePolicy(margin_s=2.0),
         metrics=metrics,
         retry=Retry(within_s=1.0),
+        admission=admission,
         clock=lambda: now[0],
     )
-    return Orchestrator(runs, publisher, opened, ResultHandler(active=active, outbox=outbox, metrics=metrics), now)
+    return Orchestrator(
+        runs, publisher, opened, ResultHandler(active=active, outbox=outbox, metrics=metrics), now, registry
+    )
 
 
 def _event(conversation_id: str = "c1") -> ConversationOpened:
@@ -193,10 +203,70 @@ async def test_a_first_delivery_of_a_run_orphaned_long_ago_is_taken_over() -> No
     """A dead-lettered event replayed later: no owner can still be working on its run."""
     runs = InMemoryRunStore()
     assert await runs.create(_stored_run(), "dead-replica")
-    late = _orchestrator(runs)
+    late = _orchestrator(runs, admission=Admission(max_age_s=3600))
     late.now[0] = NOW + timedelta(minutes=5)
     await _serve(late, _delivery())
+    assert sorted(job.widget_id for job in late.publisher.jobs()) == ["a", "b"]
     assert len(late.publisher.sidebars()) == 1
+
+
+async def test_an_event_older_than_its_deadline_span_when_taken_is_not_run_but_answered() -> None:
+    orchestrator = _orchestrator()
+    orchestrator.now[0] = NOW + timedelta(seconds=7.5)  # the span: largest timeout 5 s + margin 2 s
+    await orchestrator.opened(_event(), _delivery())
+    assert orchestrator.publisher.jobs() == []
+    [sidebar] = orchestrator.publisher.sidebars()
+    widgets = sidebar["widgets"]
+    assert [(w["status"], w["error"]["type"], w["duration_ms"]) for w in widgets] == [("expired", "expired", 0)] * 2  # type: ignore[index,union-attr]
+    assert orchestrator.runs.runs[RunKey("acme", "e1")].published
+    assert (orchestrator.events("expired"), orchestrator.events("started")) == (1, 0)
+    closed = orchestrator.registry.get_sample_value("orchestrator_sidebars_published_total", {"closed_by": "expired"})
+    assert closed == 1
+
+
+async def test_an_event_within_its_deadline_span_runs() -> None:
+    orchestrator = _orchestrator()
+    orchestrator.now[0] = NOW + timedelta(seconds=6.5)
+    await _serve(orchestrator, _delivery())
+    [sidebar] = orchestrator.publisher.sidebars()
+    assert [w["status"] for w in sidebar["widgets"]] == ["ok", "ok"]  # type: ignore[index]
+    assert orchestrator.events("expired") == 0
+
+
+async def test_a_configured_admission_age_replaces_the_deadline_span() -> None:
+    strict = _orchestrator(admission=Admission(max_age_s=1.0))
+    strict.now[0] = NOW + timedelta(seconds=1.5)
+    await strict.opened(_event(), _delivery())
+    assert strict.publisher.jobs() == [] and strict.events("expired") == 1
+    lenient = _orchestrator(admission=Admission(max_age_s=60.0))
+    lenient.now[0] = NOW + timedelta(seconds=30)
+    await _serve(lenient, _delivery())
+    assert lenient.events("expired") == 0 and len(lenient.publisher.jobs()) == 2
+
+
+async def test_a_takeover_of_an_expired_event_publishes_expired_widgets_and_runs_nothing() -> None:
+    runs = InMemoryRunStore()
+    assert await runs.create(_stored_run(), "dead-replica")
+    survivor = _orchestrator(runs)
+    survivor.now[0] = NOW + timedelta(minutes=1)
+    await survivor.opened(_event(), _delivery(redelivered=True))
+    assert survivor.publisher.jobs() == []
+    [sidebar] = survivor.publisher.sidebars()
+    assert {w["status"] for w in sidebar["widgets"]} == {"expired"}  # type: ignore[union-attr]
+    assert runs.runs[RunKey("acme", "e1")].published
+    again = _orchestrator(runs)
+    again.now[0] = survivor.now[0]
+    await again.opened(_event(), _delivery())
+    assert again.publisher.published == [] and again.events("duplicate") == 1
+
+
+async def test_an_expired_event_reads_no_context() -> None:
+    """Expiry is decided before the context reads, so an overloaded replica sheds their cost too."""
+    orchestrator = _orchestrator()
+    orchestrator.now[0] = NOW + timedelta(minutes=1)
+    await orchestrator.opened(_event("c404"), _delivery())  # an unknown conversation: no error
+    [sidebar] = orchestrator.publisher.sidebars()
+    assert {w["status"] for w in sidebar["widgets"]} == {"expired"}  # type: ignore[union-attr]
 
 
 async def test_a_takeover_leaves_out_widgets_deactivated_since() -> None:

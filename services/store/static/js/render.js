@@ -43,7 +43,7 @@ export function renderCard(widget) {
 }
 
 function renderProblem(status, error) {
-  const label = status === "timeout" ? "Timed out" : "Failed";
+  const label = status === "timeout" ? "Timed out" : status === "expired" ? "Not run (too late)" : "Failed";
   return h(
     "div",
     { class: "card-problem", role: "alert" },
