@@ -38,7 +38,7 @@ IMAGE ?= ghcr.io/sidebar-widgets/sidebar:$(VERSION)
 .NOTPARALLEL:
 
 .PHONY: help setup install services services-stop services-status ferretdb run test lint fmt typecheck check \
-	bench bench-deps chaos soak wheel image image-lint readme-image clean
+	bench bench-deps chaos soak wheel image image-smoke image-lint readme-image clean
 
 help:
 	@echo "Targets:"
@@ -62,6 +62,7 @@ help:
 	@echo "  soak             install + services, then benchmarks/chaos.py --soak"
 	@echo "  wheel            build dist/sidebar_widgets-$(VERSION)-py3-none-any.whl and install it into .local/wheel-venv"
 	@echo "  image            build $(IMAGE) from Containerfile (podman, docker or buildah; IMAGE=...)"
+	@echo "  image-smoke      run each service from $(IMAGE) as deploy/k8s does, against the local services"
 	@echo "  image-lint       hadolint Containerfile"
 	@echo "  readme-image     refresh docs/images/agent-console.png from the browser test"
 	@echo "  clean            services-stop, then remove .local and $(VENV)"
@@ -145,6 +146,9 @@ wheel:
 
 image:
 	@$(STEP) "image $(IMAGE)" bash scripts/image.sh build $(IMAGE)
+
+image-smoke: services
+	@$(STEP) "image smoke test $(IMAGE)" bash scripts/image.sh smoke $(IMAGE)
 
 image-lint: install
 	$(VENV)/bin/hadolint Containerfile
