@@ -23,9 +23,9 @@ a durable queue of the benchmark's own, so none is missed while the broker resta
 confirmed event is lost if no sidebar arrives before the drain ends; a second sidebar for an
 event is a duplicate, counted by whether it carries the first one's ``event_id``. Latency is
 publish to first ``sidebar.ready``, over served sidebars (not ``expired``); ``recovered p99``
-is the p99 of events published from 30 s after the fault ended. Dead letters are read from
-the vhost's dead-letter queue. It prints the table and writes JSON to
-``benchmarks/results/chaos-<timestamp>.json``. Traffic stays on loopback.
+is the p99 of events published from 30 s after the fault ended (the load goes on for at least
+15 s of those). Dead letters are read from the vhost's dead-letter queue. It prints the table
+and writes JSON to ``benchmarks/results/chaos-<timestamp>.json``. Traffic stays on loopback.
 
     .venv/bin/python benchmarks/chaos.py --private-infra
     .venv/bin/python benchmarks/chaos.py --scenarios none,overload --duration 20
@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import secrets
@@ -95,6 +96,7 @@ FAULT_SCENARIOS = ("executor-kill", "orchestrator-kill", "broker-restart", "db-f
 PRIVATE_ONLY = ("broker-restart", "db-freeze", "db-restart")
 SCENARIOS = ("none", *FAULT_SCENARIOS, "overload")
 RECOVERY_AFTER_S = 30.0
+RECOVERY_WINDOW_S = 15.0  # at least this much load after RECOVERY_AFTER_S, to measure the recovered p99
 EXECUTOR_CONCURRENCY = 8
 WIDGETS = 3
 
@@ -325,7 +327,10 @@ class Ledger:
         arrived = time.monotonic()
         body = json.loads(message.body)
         event = self.events.get(body.get("trigger_event_id", ""))
-        if event is not None:
+        # A message redelivered to this collector (its connection dropped before the ack) is
+        # the same message again, not a second sidebar: only a fresh delivery counts twice.
+        again = message.redelivered and event is not None and any(s[1] == body["event_id"] for s in event.sidebars)
+        if event is not None and not again:
             event.sidebars.append((arrived, body["event_id"], [w["status"] for w in body["widgets"]]))
             waiter = self.waiters.pop(body["trigger_event_id"], None)
             if waiter is not None and not waiter.done():
@@ -359,11 +364,14 @@ class Load:
             event.error = f"{type(exc).__name__}: {exc}"[:200]
         return event
 
-    async def open_loop(self, rate: float, duration_s: float) -> list[str]:
+    async def open_loop(self, rate: float, until: Callable[[], bool]) -> list[str]:
+        """One event every 1/``rate`` s until ``until()`` says stop."""
         began, ids = time.monotonic(), []
         async with asyncio.TaskGroup() as tasks:
-            for i in range(int(rate * duration_s)):
+            for i in itertools.count():
                 await asyncio.sleep(max(0.0, began + i / rate - time.monotonic()))
+                if until():
+                    break
                 ids.append(event_id := uuid.uuid4().hex)
                 tasks.create_task(self.publish(event_id))
         return ids
@@ -486,11 +494,8 @@ def summarise(
     statuses: Counter[str] = Counter(s for e in received for s in e.sidebars[0][2])
     served = [e for e in received if "expired" not in e.sidebars[0][2]]
     latency = [(e.sidebars[0][0] - e.published) * 1000 for e in served]
-    recovered = [
-        (e.sidebars[0][0] - e.published) * 1000
-        for e in served
-        if fault_end is not None and e.published >= fault_end + RECOVERY_AFTER_S
-    ]
+    window = [e for e in received if fault_end is not None and e.published >= fault_end + RECOVERY_AFTER_S]
+    recovered = [(e.sidebars[0][0] - e.published) * 1000 for e in window if "expired" not in e.sidebars[0][2]]
     same = sum(1 for e in received for s in e.sidebars[1:] if s[1] == e.sidebars[0][1])
     other = sum(1 for e in received for s in e.sidebars[1:] if s[1] != e.sidebars[0][1])
     return {
@@ -505,8 +510,10 @@ def summarise(
         "expired_sidebars": len(received) - len(served),
         "statuses": dict(statuses),
         "latency_ms": stats_ms(latency) if latency else None,
+        "recovered_events": len(window),
         "recovered_latency_ms": stats_ms(recovered) if recovered else None,
         "dead_letters": dead,
+        "lost_sample": [i for i in ids if ledger.events[i].confirmed and not ledger.events[i].sidebars][:10],
         "unconfirmed_errors": dict(Counter(e.error for e in events if e.error).most_common(3)),
     }
 
@@ -526,15 +533,22 @@ async def scenario(
         fault_end = time.monotonic()
         print(f"    fault {name} ended {fault_end - began:.1f}s in", flush=True)
 
+    def until() -> bool:
+        """The scenario's duration, and for a fault, long enough after it to see the recovery."""
+        now = time.monotonic()
+        if now < began + duration_s:
+            return False
+        return fault is None or (fault_end is not None and now >= fault_end + RECOVERY_AFTER_S + RECOVERY_WINDOW_S)
+
     began = time.monotonic()
     injector = asyncio.create_task(inject()) if fault is not None else None
-    ids = await load.open_loop(rate, duration_s)
+    ids = await load.open_loop(rate, until)
     if injector is not None:
         await injector
     await load.drain(ids, drain_s)
     dead = await dead_letters(stack)
     row = summarise(name, rate, ids, load.ledger, fault_end, dead)
-    print(f"    {json.dumps({k: v for k, v in row.items() if k != 'statuses'})}", flush=True)
+    print(f"    {json.dumps({k: v for k, v in row.items() if k not in ('statuses', 'lost_sample')})}", flush=True)
     return row
 
 
@@ -553,6 +567,8 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
         if name in ("none", "overload", "soak") and row["duplicated_same_id"]:
             failures.append(f"{name}: {row['duplicated_same_id']} duplicates without a fault")
         recovered = row["recovered_latency_ms"]
+        if name in FAULT_SCENARIOS and row["recovered_events"] and not recovered:
+            failures.append(f"{name}: every event from 30 s after the fault on expired")
         if name in FAULT_SCENARIOS and reference and recovered and recovered["p99"] > 2 * reference:
             failures.append(f"{name}: p99 {recovered['p99']:.0f} ms 30 s after the fault, over 2x {reference:.0f} ms")
     return failures

@@ -1,8 +1,9 @@
 """Assemble a sidebar from a run and its results: pure logic, no I/O.
 
 Every snapshotted widget appears exactly once, in position order; a widget
-without a result gets ``timeout`` (or ``expired``, when its event was too old to run); failed widgets carry their name as the title
-and no items, so the frontend can keep the card's header. A widget's output is
+without a result gets ``timeout`` (or ``expired``, when its event was too old
+to run); failed widgets carry their name as the title and no items, so the
+frontend can keep the card's header. A widget's output is
 the executor's typed ``WidgetOutput``, passed through as it is.
 """
 

@@ -177,6 +177,7 @@ class OpenedHandler:
     metrics: OrchestratorMetrics
     retry: Retry
     admission: Admission = Admission()
+    record_retry: Retry = Retry(within_s=120.0)
     clock: Clock = utc_now
 
     async def __call__(self, event: ConversationOpened, delivery: Delivery) -> None:
@@ -190,6 +191,11 @@ class OpenedHandler:
         run = self._new_run(event, tuple(w.snapshot for w in catalog.widgets))
         # Ages only grow, so an event expired now is expired at a takeover too.
         expired_age_s = self.admission.age_s(event, run)
+        if expired_age_s is not None and not delivery.redelivered:
+            # Shed without a database command: under overload the database is what runs short.
+            # (A redelivered event may have a run, published or not: it takes the path below.)
+            await self._expire(run, expired_age_s, delivery, record=False)
+            return
         context_read = self._context(event, catalog) if expired_age_s is None else _nothing()
         created, context = await asyncio.gather(self.runs.create(run, self.replica_id), context_read)
         widgets = list(catalog.widgets)
@@ -210,7 +216,7 @@ class OpenedHandler:
             self.metrics.events.labels("taken_over").inc()
             log.info("run.taken_over", attempt=run.attempt, widgets=len(widgets))
         if expired_age_s is not None:
-            await self._expire(run, expired_age_s, delivery)
+            await self._expire(run, expired_age_s, delivery, record=True)
             return
         if context is None:
             raise PermanentError(
@@ -237,17 +243,18 @@ class OpenedHandler:
             self.active.finish(active)
             self.metrics.runs_in_flight.dec()
 
-    async def _expire(self, run: Run, age_s: float, delivery: Delivery) -> None:
-        """Not run: a sidebar of ``expired`` widgets is published and recorded instead."""
+    async def _expire(self, run: Run, age_s: float, delivery: Delivery, *, record: bool) -> None:
+        """Not run: a sidebar of ``expired`` widgets is published instead, and recorded only
+        when a run of the event exists (``record``)."""
         self.metrics.events.labels("expired").inc()
-        log.warning("event.expired", age_s=round(age_s, 3), widgets=len(run.widgets))
+        log.warning("event.expired", age_s=round(age_s, 3), widgets=len(run.widgets), recorded=record)
         active = self.active.start(run, delivery.held)
         try:
-            await self._close(active, expired=True)
+            await self._close(active, expired=True, record=record)
         finally:
             self.active.finish(active)
 
-    async def _close(self, active: ActiveRun, *, expired: bool = False) -> None:
+    async def _close(self, active: ActiveRun, *, expired: bool = False, record: bool = True) -> None:
         run, results = active.run, dict(active.results)
         sidebar = assemble_sidebar(run, results, self.clock(), "expired" if expired else "timeout")
 
@@ -266,9 +273,13 @@ class OpenedHandler:
         self.metrics.sidebars.labels(closed_by).inc()
         if not expired:  # the latency of the sidebars served; expired ones are counted apart
             self.metrics.sidebar_latency.observe(max(0.0, (self.clock() - run.occurred_at).total_seconds()))
+        if not record:
+            return
         # Between the publish above and this record lies the one window in which a crash
-        # publishes the sidebar twice: the redelivered event finds the run unpublished.
-        await self.retry.run(lambda: self.runs.record(run, sidebar, results))
+        # publishes the sidebar twice: the redelivered event finds the run unpublished. The
+        # sidebar is out, so the record may take its time: it is retried for longer than the
+        # publish, holding the event, rather than handing the event back to be run again.
+        await self.record_retry.run(lambda: self.runs.record(run, sidebar, results))
 
     async def _context(self, event: ConversationOpened, catalog: BusinessCatalog) -> EventContext | None:
         if event.context is not None:
@@ -294,7 +305,7 @@ class OpenedHandler:
 
     def _orphaned(self, run: Run) -> bool:
         """Past the latest moment its owner could still publish and record it."""
-        return self.clock() > run.deadline_at + timedelta(seconds=2 * self.retry.within_s)
+        return self.clock() > run.deadline_at + timedelta(seconds=self.retry.within_s + self.record_retry.within_s)
 
     def _takeover(self, run: Run, catalog: BusinessCatalog) -> tuple[Run, list[WidgetDefinition]]:
         """Its results died with its owner: run the jobs again, against a fresh deadline.

@@ -29,3 +29,6 @@ class OrchestratorSettings(CommonSettings, MongoSettings):
     # How long publishing or recording a sidebar is retried before the run is handed back
     # to the broker (and re-run by whichever replica gets its event next).
     sidebar_retry_s: float = Field(default=15.0, gt=0)
+    # How long recording a published sidebar is retried, holding its event, before the
+    # event is handed back (and the sidebar published again by whoever re-runs it).
+    sidebar_record_retry_s: float = Field(default=120.0, gt=0)

@@ -4,6 +4,7 @@ is a duplicate and when its run is taken over, and that a sidebar is recorded on
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,10 +20,10 @@ from orchestrator.pipeline import Admission, DeadlinePolicy, OpenedHandler, Outb
 from orchestrator.runs import Run, RunKey, WidgetDefinition, WidgetSnapshot
 from shared.broker import OutgoingMessage
 from shared.consumer import Delivery
-from shared.contracts.events import ConversationOpened, EventContext
+from shared.contracts.events import ConversationOpened, EventContext, SidebarReady
 from shared.contracts.jobs import WidgetJob, WidgetResult
 from shared.contracts.widget_output import WidgetOutput
-from shared.errors import PermanentError
+from shared.errors import PermanentError, TransientError
 from shared.mongo import Document
 from shared.topology import WIDGET_JOB_KEY
 from tests.runs import make_run
@@ -86,7 +87,7 @@ class Orchestrator:
 
 
 def _orchestrator(
-    runs: InMemoryRunStore | None = None, catalog: FixedCatalog | None = None, admission: Admission = Admission()
+    runs: InMemoryRunStore | None = None, catalog: FixedCatalog | None = None, admission: Admission | None = None
 ) -> Orchestrator:
     registry = CollectorRegistry()
     metrics = OrchestratorMetrics(registry)
@@ -103,7 +104,7 @@ def _orchestrator(
         deadlines=DeadlinePolicy(margin_s=2.0),
         metrics=metrics,
         retry=Retry(within_s=1.0),
-        admission=admission,
+        admission=admission or Admission(),
         clock=lambda: now[0],
     )
     return Orchestrator(
@@ -218,7 +219,7 @@ async def test_an_event_older_than_its_deadline_span_when_taken_is_not_run_but_a
     [sidebar] = orchestrator.publisher.sidebars()
     widgets = sidebar["widgets"]
     assert [(w["status"], w["error"]["type"], w["duration_ms"]) for w in widgets] == [("expired", "expired", 0)] * 2  # type: ignore[index,union-attr]
-    assert orchestrator.runs.runs[RunKey("acme", "e1")].published
+    assert orchestrator.runs.runs == {}, "shed without a database command"
     assert (orchestrator.events("expired"), orchestrator.events("started")) == (1, 0)
     closed = orchestrator.registry.get_sample_value("orchestrator_sidebars_published_total", {"closed_by": "expired"})
     assert closed == 1
@@ -256,8 +257,25 @@ async def test_a_takeover_of_an_expired_event_publishes_expired_widgets_and_runs
     assert runs.runs[RunKey("acme", "e1")].published
     again = _orchestrator(runs)
     again.now[0] = survivor.now[0]
-    await again.opened(_event(), _delivery())
+    await again.opened(_event(), _delivery(redelivered=True))
     assert again.publisher.published == [] and again.events("duplicate") == 1
+
+
+class NoDatabase(InMemoryRunStore):
+    async def create(self, run: Run, owner: str) -> bool:
+        raise AssertionError("an expired first delivery inserts no run")
+
+    async def record(self, run: Run, sidebar: SidebarReady, results: dict[str, WidgetResult]) -> None:
+        raise AssertionError("an expired first delivery records nothing")
+
+
+async def test_an_expired_first_delivery_costs_no_database_command() -> None:
+    """Under overload the database is what runs short: shedding must not spend it."""
+    orchestrator = _orchestrator(NoDatabase())
+    orchestrator.now[0] = NOW + timedelta(minutes=1)
+    await orchestrator.opened(_event(), _delivery())
+    [sidebar] = orchestrator.publisher.sidebars()
+    assert {w["status"] for w in sidebar["widgets"]} == {"expired"}  # type: ignore[union-attr]
 
 
 async def test_an_expired_event_reads_no_context() -> None:
@@ -291,3 +309,30 @@ async def test_unknown_businesses_and_conversations_are_permanent_errors() -> No
 def _stored_run() -> Run:
     """The run a replica that has since died inserted for the event."""
     return make_run("a", "b", event_id="e1", at=NOW, deadline_s=7)
+
+
+class SlowToRecord(InMemoryRunStore):
+    """The database refuses the record a few times (busy), then takes it."""
+
+    def __init__(self, refusals: int) -> None:
+        super().__init__()
+        self.refusals = refusals
+
+    async def record(self, run: Run, sidebar: SidebarReady, results: dict[str, WidgetResult]) -> None:
+        if self.refusals:
+            self.refusals -= 1
+            raise TransientError("MongoDB was busy during record sidebar")
+        await super().record(run, sidebar, results)
+
+
+async def test_a_record_that_outlasts_the_publish_retries_is_retried_not_handed_back() -> None:
+    """The sidebar is out: handing the event back would publish it again."""
+    runs = SlowToRecord(refusals=6)
+    orchestrator = _orchestrator(runs)
+    quick = Retry(within_s=0.005, first_backoff_s=0.001, max_backoff_s=0.002)
+    orchestrator.opened = dataclasses.replace(
+        orchestrator.opened, retry=quick, record_retry=Retry(within_s=5.0, first_backoff_s=0.001, max_backoff_s=0.002)
+    )
+    await _serve(orchestrator, _delivery())
+    assert len(orchestrator.publisher.sidebars()) == 1
+    assert runs.runs[RunKey("acme", "e1")].published and runs.refusals == 0
