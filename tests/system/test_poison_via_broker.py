@@ -37,7 +37,9 @@ async def test_poison_jobs_fail_alone_through_the_broker(infra: Infra, executor:
     assert again["after"][0].status == "ok", "the executor keeps serving"
 
 
-async def test_a_job_taken_after_its_expiry_is_not_run_and_reported_expired(infra: Infra, executor: ServiceProcess) -> None:
+async def test_a_job_taken_after_its_expiry_is_not_run_and_reported_expired(
+    infra: Infra, executor: ServiceProcess
+) -> None:
     """Admission control at the executor: a job whose run has expired isn't worth its sandbox."""
     ran = "def get_sidebar_data(context):\n    print('ran')\n    return {'title': 'ran', 'items': []}\n"
     results = await run_jobs(infra, {"late": ran}, timeout_s=TIMEOUT_S, wait_s=30, expires_in_s=-1)
