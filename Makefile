@@ -58,7 +58,7 @@ help:
 	@echo "  bench            the product (benchmarks/e2e.py) and its Celery chord peer back to back, one table"
 	@echo "                   (benchmarks/compare.py; extra args: BENCH_ARGS=\"--events 50 --open-duration 5\")"
 	@echo "  bench-deps       the bench extra (celery[redis]) and Debian's redis-server"
-	@echo "  chaos            install + services, then benchmarks/chaos.py"
+	@echo "  chaos            install + services, then benchmarks/chaos.py (its own RabbitMQ and FerretDB)"
 	@echo "  soak             install + services, then benchmarks/chaos.py --soak"
 	@echo "  wheel            build dist/sidebar_widgets-$(VERSION)-py3-none-any.whl and install it into .local/wheel-venv"
 	@echo "  image            build $(IMAGE) from Containerfile (podman, docker or buildah; IMAGE=...)"
@@ -134,10 +134,10 @@ bench: setup bench-deps services
 	$(VPY) benchmarks/compare.py $(BENCH_ARGS)
 
 chaos: install services
-	$(VPY) benchmarks/chaos.py
+	$(VPY) benchmarks/chaos.py --private-infra
 
 soak: install services
-	$(VPY) benchmarks/chaos.py --soak
+	$(VPY) benchmarks/chaos.py --private-infra --soak
 
 # The same scripts/wheel.sh as the Containerfile's build stage and tests/packaging/test_wheel.py.
 wheel:
