@@ -180,6 +180,11 @@ class Broker:
         tag = await queue.consume(on_message)
         return Subscription(channel, queue, tag)
 
+    def is_connected(self) -> bool:
+        """The connection is up now: aio-pika clears this when it drops and sets it again
+        once a reconnect succeeds. Reading it costs nothing (readiness probes)."""
+        return self.connection.connected.is_set() and not self.connection.is_closed
+
     def on_reconnect(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` after each reconnect: deliveries taken before it are gone."""
         self.connection.reconnect_callbacks.add(lambda *_: callback())

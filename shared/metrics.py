@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from threading import Thread
-from wsgiref.simple_server import WSGIServer
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
+
+from shared.health import Health, probe_app
 
 # End-to-end sidebar latency: resolves 5 ms up to 30 s.
 LATENCY_BUCKETS = (
@@ -37,7 +41,23 @@ class MetricsServer:
         self.server.server_close()
 
 
-def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> MetricsServer:
-    """Serve ``/metrics`` on a background thread; port 0 picks a free port."""
-    server, thread = start_http_server(port, addr=host, registry=registry)
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        """Probes and scrapes every few seconds: no line each."""
+
+
+def serve_metrics(registry: CollectorRegistry, host: str, port: int, *, health: Health | None = None) -> MetricsServer:
+    """Serve ``/metrics`` (and, given ``health``, ``/healthz`` and ``/readyz``) on background
+    threads, one per request, so a slow probe never holds up a scrape; port 0 picks a free port."""
+    family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+
+    class Server(ThreadingWSGIServer):
+        address_family = family
+
+    app = make_wsgi_app(registry)
+    if health is not None:
+        app = probe_app(health, app)
+    server = make_server(str(address[0]), port, app, Server, _QuietHandler)
+    thread = Thread(target=server.serve_forever, name="metrics-http", daemon=True)
+    thread.start()
     return MetricsServer(server, thread)

@@ -17,6 +17,7 @@ from executor.zygote_runner import SandboxConfig, ZygoteRunner
 from shared.broker import Broker
 from shared.consumer import Consumer, ConsumerMetrics
 from shared.contracts.jobs import WidgetJob, decode_widget_job
+from shared.health import Health
 from shared.metrics import new_registry, serve_metrics
 from shared.secrets import SecretBox, parse_key
 from shared.topology import WIDGET_JOBS_QUEUE
@@ -77,6 +78,7 @@ async def probe_sandbox(runner: WidgetRunner) -> None:
 async def serve(settings: ExecutorSettings, stop: asyncio.Event) -> None:
     registry = new_registry()
     metrics = ExecutorMetrics(registry)
+    health = Health()
     async with AsyncExitStack() as stack:
         runner = ZygoteRunner(sandbox_config(settings))
         stack.push_async_callback(runner.close)
@@ -89,7 +91,7 @@ async def serve(settings: ExecutorSettings, stop: asyncio.Event) -> None:
                 log.warning("sandbox.layer_missing", layer=layer)
         check_layers(layers, settings.executor_allow_unsandboxed)
         await probe_sandbox(runner)
-        metrics_server = serve_metrics(registry, settings.metrics_host, settings.executor_metrics_port)
+        metrics_server = serve_metrics(registry, settings.metrics_host, settings.executor_metrics_port, health=health)
         stack.callback(metrics_server.close)
         broker = await Broker.connect(
             settings.rabbitmq_url.get_secret_value(),
@@ -99,6 +101,7 @@ async def serve(settings: ExecutorSettings, stop: asyncio.Event) -> None:
             reconnect_interval_s=settings.broker_reconnect_interval_s,
         )
         stack.push_async_callback(broker.close)
+        health.require("broker", broker.is_connected)
         consumer = Consumer(
             name="widget_jobs",
             broker=broker,
@@ -110,6 +113,7 @@ async def serve(settings: ExecutorSettings, stop: asyncio.Event) -> None:
             metrics=ConsumerMetrics(registry, "executor"),
         )
         await consumer.start()
+        health.start_serving()
         log.info(
             "executor.started",
             concurrency=settings.executor_concurrency,
@@ -118,6 +122,7 @@ async def serve(settings: ExecutorSettings, stop: asyncio.Event) -> None:
             egress_allow=list(settings.egress_allow()),
         )
         await stop.wait()
+        health.stop_serving()
         log.info("executor.draining")
         await consumer.stop(settings.drain_timeout_s)
     log.info("executor.stopped")

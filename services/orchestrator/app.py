@@ -23,6 +23,7 @@ from shared.context import load_conversation_context
 from shared.contracts.catalog import CatalogChanged, decode_catalog_changed
 from shared.contracts.events import ConversationOpened, decode_conversation_opened
 from shared.contracts.jobs import WidgetResult, decode_widget_result
+from shared.health import Health, mongo_reachable
 from shared.metrics import new_registry, serve_metrics
 from shared.mongo import CommandCounter, connect_mongo
 from shared.topology import (
@@ -42,8 +43,11 @@ async def serve(settings: OrchestratorSettings, stop: asyncio.Event) -> None:
     registry = new_registry()
     metrics = OrchestratorMetrics(registry)
     consumer_metrics = ConsumerMetrics(registry, "orchestrator")
+    health = Health()
     async with AsyncExitStack() as stack:
-        metrics_server = serve_metrics(registry, settings.metrics_host, settings.orchestrator_metrics_port)
+        metrics_server = serve_metrics(
+            registry, settings.metrics_host, settings.orchestrator_metrics_port, health=health
+        )
         stack.callback(metrics_server.close)
         client = connect_mongo(
             settings.mongodb_url.get_secret_value(),
@@ -51,6 +55,7 @@ async def serve(settings: OrchestratorSettings, stop: asyncio.Event) -> None:
             commands=CommandCounter(registry, "orchestrator"),
         )
         stack.push_async_callback(client.close)
+        health.require("mongodb", mongo_reachable(client))
         db = client[settings.mongodb_database]
         runs = MongoRunStore(db)
         await runs.ensure_indexes()
@@ -62,6 +67,7 @@ async def serve(settings: OrchestratorSettings, stop: asyncio.Event) -> None:
             reconnect_interval_s=settings.broker_reconnect_interval_s,
         )
         stack.push_async_callback(broker.close)
+        health.require("broker", broker.is_connected)
 
         catalog = CachedCatalog(MongoCatalog(db), ttl_s=settings.catalog_ttl_s)
         active = ActiveRuns()
@@ -123,8 +129,10 @@ async def serve(settings: OrchestratorSettings, stop: asyncio.Event) -> None:
         ]
         for consumer in consumers:
             await consumer.start()
+        health.start_serving()
         log.info("orchestrator.started", metrics_port=metrics_server.port, results_queue=results_queue)
         await stop.wait()
+        health.stop_serving()
         log.info("orchestrator.draining", runs_in_flight=len(active))
         # Events first: their runs still need their results, which keep coming until they close.
         events, *private = reversed(consumers)

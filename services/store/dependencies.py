@@ -15,6 +15,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from shared.broker import Broker
+from shared.health import Health, mongo_reachable
 from shared.mongo import connect_mongo
 from shared.secrets import SecretBox, parse_key
 from store.events import EventPublisher
@@ -52,6 +53,7 @@ class StoreDependencies:
     secrets: SecretRepository
     # None when SECRETS_KEY is unset: the secrets routes then answer 503.
     secret_box: SecretBox | None
+    health: Health
 
 
 @asynccontextmanager
@@ -60,11 +62,13 @@ async def open_store(
 ) -> AsyncIterator[StoreDependencies]:
     """Connect everything the handlers need; close it all, in reverse order, on exit."""
     metrics = metrics if metrics is not None else StoreMetrics()
+    health = Health()
     async with AsyncExitStack() as stack:
         client = connect_mongo(
             settings.mongodb_url.get_secret_value(), app_name=SERVICE_NAME, commands=metrics.db_commands
         )
         stack.push_async_callback(client.close)
+        health.require("mongodb", mongo_reachable(client))
         db = client[settings.mongodb_database]
         businesses = BusinessRepository(db)
         customers = CustomerRepository(db)
@@ -76,17 +80,21 @@ async def open_store(
             await repository.ensure_indexes()
         broker = await Broker.connect(
             settings.rabbitmq_url.get_secret_value(),
-            prefetch=settings.store_prefetch,
+            prefetch=1,  # the store consumes without acks only (replies, the live feed): a prefetch limits nothing
             name=SERVICE_NAME,
             connect_timeout_s=settings.broker_connect_timeout_s,
+            reconnect_interval_s=settings.broker_reconnect_interval_s,
         )
         stack.push_async_callback(broker.close)
+        health.require("broker", broker.is_connected)
         test_runs = await TestRunClient.start(broker, metrics, secrets, margin_s=settings.store_test_run_margin_s)
         stack.push_async_callback(test_runs.close)
         push = PushHub(metrics, buffer_events=settings.store_stream_buffer_events)
         stack.callback(push.close)
         feed = await BrokerFeed.start(broker, push, metrics)
         stack.push_async_callback(feed.close)
+        stack.callback(health.stop_serving)
+        health.start_serving()
         yield StoreDependencies(
             settings=settings,
             metrics=metrics,
@@ -102,6 +110,7 @@ async def open_store(
             stream_tokens=StreamTokens.for_settings(settings),
             secrets=secrets,
             secret_box=_secret_box(settings),
+            health=health,
         )
 
 
