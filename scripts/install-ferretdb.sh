@@ -13,6 +13,8 @@
 #   FERRETDB_VERSION  module version to build (default v1.24.2)
 #   FERRETDB_BIN      where to install (default <repo>/.local/bin/ferretdb)
 #   FORCE=1           rebuild even if a working binary is already installed
+#
+# `install-ferretdb.sh --check` only tells (exit 0) whether that version is installed.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,11 +31,12 @@ if [[ "${FORCE:-0}" != 1 && -x "$OUT" ]]; then
             log "$OUT is already installed ($installed); nothing to do"
             exit 0
         fi
-        log "$OUT is $installed, wanted $VERSION: rebuilding"
+        [[ "${1:-}" == --check ]] || log "$OUT is $installed, wanted $VERSION: rebuilding"
     else
-        log "$OUT exists but \`--version\` fails: rebuilding"
+        [[ "${1:-}" == --check ]] || log "$OUT exists but \`--version\` fails: rebuilding"
     fi
 fi
+[[ "${1:-}" != --check ]] || exit 1
 
 if ! command -v go >/dev/null 2>&1; then
     if [[ -x /usr/local/go/bin/go ]]; then

@@ -144,6 +144,9 @@ step_ferretdb() {
         say "using $(command -v ferretdb)"
         return 0
     fi
+    if bash "$ROOT/scripts/install-ferretdb.sh" --check; then
+        return 0
+    fi
     local go
     if ! go="$(find_go)"; then
         fetch_go_toolchain
