@@ -1,7 +1,8 @@
 """Request and response bodies of the HTTP API.
 
 Requests are strict and forbid unknown fields, so a typo is a 422 naming the
-field rather than a silently ignored value. Ids use ``shared.ids.Id``.
+field rather than a silently ignored value. Text with a lone surrogate is a
+422 in every field (``store.text``). Ids use ``shared.ids.Id``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydantic import (
     Field,
     SecretStr,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -34,6 +36,7 @@ from store.repositories.customers import Customer
 from store.repositories.messages import Author, Message
 from store.repositories.secrets import SecretEntry
 from store.repositories.widgets import Widget
+from store.text import refuse_lone_surrogates
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 ShortText = Annotated[str, StringConstraints(max_length=320)]
@@ -53,12 +56,20 @@ def _visitor_id(value: str) -> str:
     return value
 
 
-VisitorId = Annotated[str, AfterValidator(_visitor_id)]
+# The validator words the error; the schema documents the same rule.
+VisitorId = Annotated[
+    str, AfterValidator(_visitor_id), WithJsonSchema({"type": "string", "pattern": "^[A-Za-z0-9_-]{16,64}$"})
+]
 """The chat widget's random id for one browser; knowing it is what lets a visitor read their messages."""
 
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _valid_unicode(cls, value: object) -> object:
+        return refuse_lone_surrogates(value)
 
 
 class ErrorResponse(BaseModel):
@@ -67,7 +78,9 @@ class ErrorResponse(BaseModel):
 
 class CodeCheckErrorResponse(BaseModel):
     detail: str
-    line: int | None = Field(description="1-based line the problem is on, when it has one")
+    line: int | None = Field(
+        default=None, description="1-based line the problem is on, when it has one; absent on schema violations"
+    )
 
 
 class CreateBusinessRequest(_Request):
@@ -169,6 +182,8 @@ class WidgetCreateRequest(_Request):
 
 
 class WidgetPatchRequest(_Request):
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
     name: Name | None = None
     code: str | None = None
     active: bool | None = None
@@ -243,7 +258,10 @@ class TestRunResponse(BaseModel):
 
 class SecretRequest(_Request):
     # SecretStr keeps the value out of the model's repr and dumps (a traceback's locals show the model).
-    value: SecretStr = Field(description=f"1-{MAX_SECRET_VALUE} characters; never returned by any route")
+    value: SecretStr = Field(
+        description=f"1-{MAX_SECRET_VALUE} characters; never returned by any route",
+        json_schema_extra={"minLength": 1, "maxLength": MAX_SECRET_VALUE},
+    )
 
     @field_validator("value")
     @classmethod

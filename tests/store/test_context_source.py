@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.context import load_context
@@ -180,7 +181,9 @@ async def test_attribute_keys_the_database_cannot_store_are_a_422(client: httpx.
     assert dotted.status_code == 422
     assert dotted.json()["detail"] == "body.attributes: key 'a.b' must not start with '$' or contain '.' or NUL"
     assert dollar.status_code == 422
-    assert "key '$where'" in dollar.json()["detail"]
+    assert dollar.json()["detail"] == (
+        "body.attributes.nested[0]: key '$where' must not start with '$' or contain '.' or NUL"
+    )
 
 
 async def test_deeply_nested_attributes_are_a_422(client: httpx.AsyncClient, tenant: Tenant) -> None:
@@ -194,18 +197,58 @@ async def test_deeply_nested_attributes_are_a_422(client: httpx.AsyncClient, ten
     assert response.json()["detail"] == "body.attributes: nested more than 16 levels deep"
 
 
-async def test_attribute_values_the_database_cannot_store_are_a_422(client: httpx.AsyncClient, tenant: Tenant) -> None:
+async def test_attribute_values_the_database_cannot_store_are_a_422_naming_where_they_are(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
     cases = {
-        b'{"attributes": {"n": 100000000000000000000000}}': "body.attributes: integers must fit in 64 bits",
-        b'{"attributes": {"n": NaN}}': "body.attributes: numbers must be finite (no NaN or Infinity)",
-        b'{"attributes": {"n": [-Infinity]}}': "body.attributes: numbers must be finite (no NaN or Infinity)",
-        b'{"attributes": {"\\ud800": 1}}': "body.attributes: text must be valid Unicode (no lone surrogates)",
+        b'{"attributes": {"n": 100000000000000000000000}}': "body.attributes.n: integers must fit in 64 bits",
+        b'{"attributes": {"n": NaN}}': "body.attributes.n: numbers must be finite (no NaN or Infinity)",
+        b'{"attributes": {"n": [-Infinity]}}': "body.attributes.n[0]: numbers must be finite (no NaN or Infinity)",
+        b'{"attributes": {"\\ud800": 1}}': "body.attributes: keys must be valid Unicode (no lone surrogates)",
+        b'{"attributes": {"s": ["\\udfff"]}}': "body.attributes.s[0]: text must be valid Unicode (no lone surrogates)",
     }
     headers = {**tenant.headers, "Content-Type": "application/json"}
     for body, detail in cases.items():
         response = await client.put(tenant.path("/customers/cust-1"), content=body, headers=headers)
         assert response.status_code == 422, body
         assert response.json() == {"detail": detail}
+
+
+NESTED_ARRAY_RULE = "an array must not directly contain an array; wrap the inner one in an object"
+
+
+@pytest.mark.parametrize(
+    ("attributes", "place"),
+    [
+        ({"matrix": [[1, 2], [3, 4]]}, "body.attributes.matrix[0]"),
+        ({"rows": [1, []]}, "body.attributes.rows[1]"),
+        ({"order": {"lines": [{"sizes": [["S", "M"]]}]}}, "body.attributes.order.lines[0].sizes[0]"),
+    ],
+)
+async def test_an_array_inside_an_array_is_a_422_naming_the_inner_array(
+    client: httpx.AsyncClient, tenant: Tenant, attributes: dict[str, object], place: str
+) -> None:
+    """FerretDB cannot store one and MongoDB can: refusing it on both keeps the API the same on either."""
+    for resource in ("customers", "conversations"):
+        response = await put(client, tenant, f"/{resource}/nested", {"attributes": attributes})
+
+        assert response.status_code == 422, response.text
+        assert response.json() == {"detail": f"{place}: {NESTED_ARRAY_RULE}"}
+        assert (await client.get(tenant.path(f"/{resource}/nested"), headers=tenant.headers)).status_code == 404
+
+
+async def test_arrays_of_objects_holding_arrays_are_stored_and_read_back(
+    client: httpx.AsyncClient, tenant: Tenant, db: AsyncDatabase[Document]
+) -> None:
+    """The documented way round the rule: an array of objects, each holding its own array."""
+    attributes = {"matrix": [{"row": [1, 2]}, {"row": [3, 4]}], "tags": ["a", "b"], "empty": []}
+
+    response = await put(client, tenant, "/customers/wrapped", {"attributes": attributes})
+    stored = await db[CUSTOMERS].find_one({"_id": scoped_key(tenant.business_id, "wrapped")})
+
+    assert response.status_code == 201, response.text
+    assert response.json()["attributes"] == attributes
+    assert stored is not None and stored["attributes"] == attributes
 
 
 async def test_concurrent_first_writes_of_one_customer_or_conversation_all_succeed(

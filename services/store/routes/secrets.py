@@ -10,7 +10,7 @@ import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response, status
-from pydantic import AfterValidator
+from pydantic import AfterValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from shared.secrets import SecretBox
@@ -39,6 +39,7 @@ SecretName = Annotated[
     str,
     Path(description="`[A-Za-z_][A-Za-z0-9_]{0,63}`: the name widgets pass to `secret(name)`"),
     AfterValidator(_secret_name),
+    WithJsonSchema({"type": "string", "pattern": f"^{_NAME.pattern}$"}),
 ]
 
 
