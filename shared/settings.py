@@ -1,7 +1,8 @@
 """Settings fields common to the services; each service composes its own class.
 
 Values come from environment variables (one per field, upper-cased), read once at
-the entry point. Connection URLs are ``SecretStr`` so they never show in a repr or log.
+the entry point; an empty variable counts as unset, so a ConfigMap can list every key,
+optional ones included. Connection URLs are ``SecretStr`` so they never show in a repr or log.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def _require_scheme(value: SecretStr, schemes: tuple[str, ...], name: str) -> Se
 
 
 class CommonSettings(BaseSettings):
-    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", env_ignore_empty=True)
 
     rabbitmq_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
     log_level: str = Field(default="INFO", pattern="(?i)^(debug|info|warning|error)$")
@@ -53,7 +54,7 @@ class CommonSettings(BaseSettings):
 
 
 class MongoSettings(BaseSettings):
-    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", env_ignore_empty=True)
 
     mongodb_url: SecretStr = SecretStr("mongodb://127.0.0.1:27017/")
     mongodb_database: str = Field(default="sidebar", pattern=r"^[A-Za-z0-9_-]{1,60}$")
