@@ -16,6 +16,8 @@ class StoreSettings(CommonSettings, MongoSettings):
     store_port: int = Field(default=8000, ge=0, le=65535)
     store_admin_key: SecretStr
     store_max_body_bytes: int = Field(default=262_144, ge=1024, le=16 * 1024 * 1024)
+    # A request body that stops arriving for this long is a 400 (a body shorter than its Content-Length).
+    store_body_timeout_s: float = Field(default=10.0, gt=0, le=300)
     # A test run waits for the widget's timeout plus this margin for an executor's reply.
     store_test_run_margin_s: float = Field(default=5.0, ge=0, le=60)
     # Signs stream tokens; None derives one from the admin key, so replicas agree without it.
