@@ -16,6 +16,7 @@ from shared.contracts.errors import describe_errors, format_location
 from shared.logging import configure_logging
 from shared.service import make_undumpable, run_service
 from store.app import create_app
+from store.http11 import StoreHttpProtocol
 from store.settings import StoreSettings
 
 log = structlog.get_logger(__name__)
@@ -56,6 +57,7 @@ async def serve(settings: StoreSettings, stop: asyncio.Event) -> None:
         log_config=None,
         access_log=False,
         server_header=False,
+        http=StoreHttpProtocol,
         timeout_graceful_shutdown=int(settings.drain_timeout_s),
     )
     server = _Server(config, app)

@@ -101,7 +101,7 @@ def create_app(settings: StoreSettings, *, dependencies: StoreDependencies | Non
         app.include_router(router)
     mount_pages(app)
     # The last added middleware runs first: log every request, including the ones refused for size.
-    app.add_middleware(BodySizeLimit, max_bytes=settings.store_max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.store_max_body_bytes, timeout_s=settings.store_body_timeout_s)
     app.add_middleware(PublicChatCors)
     app.add_middleware(RequestLog, metrics=metrics)
     return app

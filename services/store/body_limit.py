@@ -1,22 +1,29 @@
-"""A request-body size limit as pure ASGI middleware.
+"""A request-body size and time limit as pure ASGI middleware.
 
 A declared ``Content-Length`` over the limit is refused before anything is
 read; otherwise the body is read, counting the bytes as they stream in (chunked
 uploads declare no length), and refused as soon as it passes the limit. A body
 within the limit is handed on to the app unchanged.
+
+A body that stops arriving for ``timeout_s`` is a 400: a client that sent less
+than its ``Content-Length`` would otherwise hold the request open for ever. One
+whose connection ends first (a short body, or framing the server refused) is
+answered, and counted, as a 400 too, never as the 500 of a response never sent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, timeout_s: float) -> None:
         self._app = app
         self._max_bytes = max_bytes
+        self._timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -34,9 +41,15 @@ class BodySizeLimit:
         size = 0
         more = True
         while more:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self._timeout_s)
+            except TimeoutError:
+                await _refuse(send, 400, f"request body incomplete: nothing arrived for {self._timeout_s:g} s")
+                return
             if message["type"] != "http.request":
-                return  # the client went away before sending its whole body
+                # Nobody reads this answer; sending it is what counts the request as a 400.
+                await _refuse(send, 400, "request body incomplete: the connection ended before all of it arrived")
+                return
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self._max_bytes:

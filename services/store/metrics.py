@@ -9,7 +9,7 @@ from shared.mongo import CommandCounter
 
 METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
 
-# The route label of requests that matched no route (404s, and 413s refused before routing).
+# The route label of requests that matched no route (404s, and 413s or cut-short 400s refused before routing).
 UNMATCHED_ROUTE = "(unmatched)"
 
 

@@ -1,11 +1,12 @@
 """Fixtures for the store: its dependencies opened against the test run's RabbitMQ vhost
-and database, an in-process HTTP client, and businesses with their keys."""
+and database, an in-process HTTP client, businesses with their keys, and the store
+started as its own process (``python -m store``) for what only a real server shows."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from functools import partial
 
@@ -19,6 +20,7 @@ from store.app import create_app
 from store.dependencies import StoreDependencies, open_store
 from store.settings import StoreSettings
 from tests.infra import Infra
+from tests.system.harness import ServiceProcess, base_env, free_port, python_module, wait_http
 
 ADMIN_KEY = "test-admin-key-not-secret"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -110,3 +112,28 @@ def new_tenant(client: httpx.AsyncClient) -> NewTenant:
 @pytest.fixture
 async def tenant(new_tenant: NewTenant) -> Tenant:
     return await new_tenant()
+
+
+@dataclass(frozen=True)
+class StoreProcess:
+    """``python -m store`` serving on loopback, its JSON log lines readable as they arrive."""
+
+    process: ServiceProcess
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextmanager
+def running_store(infra: Infra, name: str, **env: str) -> Iterator[StoreProcess]:
+    """Start the store with the test run's broker and database (``env`` adds settings); stop it on exit."""
+    port = free_port()
+    settings = {**infra.env(), "STORE_ADMIN_KEY": ADMIN_KEY, "STORE_PORT": str(port), **env}
+    process = python_module(name, "store", base_env(settings)).start()
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", process)
+        yield StoreProcess(process, port)
+    finally:
+        process.stop()
