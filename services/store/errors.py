@@ -16,6 +16,8 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic_core import ErrorDetails
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 
 from shared.contracts.errors import describe_errors
 from shared.errors import TransientError
@@ -26,6 +28,7 @@ log = structlog.get_logger(__name__)
 
 _ID_RULE = "expected an id of 1-128 characters from A-Z, a-z, 0-9, '_' and '-'"
 _JSON_BODY_RULE = "expected a JSON object sent with Content-Type: application/json"
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 class StoreError(Exception):
@@ -75,8 +78,8 @@ def _is_raw_body(error: ErrorDetails) -> bool:
     return tuple(error["loc"]) == ("body",) and isinstance(error.get("input"), bytes | bytearray)
 
 
-def _json_error(status_code: int, detail: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"detail": detail, **extra}, status_code=status_code)
+def _json_error(status_code: int, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse({"detail": detail, **extra}, status_code=status_code, headers=headers)
 
 
 async def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -108,6 +111,21 @@ async def _on_transient_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _on_method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
+    # Starlette's Allow names the first route on the path only, and most paths here have several.
+    methods = [method for method in _METHODS if _routed(request, method)]
+    headers = cast(StarletteHTTPException, exc).headers or {}
+    allow = ", ".join(methods) if methods else headers.get("Allow", "")
+    return _json_error(status.HTTP_405_METHOD_NOT_ALLOWED, "Method Not Allowed", headers={"Allow": allow})
+
+
+def _routed(request: Request, method: str) -> bool:
+    """Whether a route (not a mount, which takes any method) takes ``method`` on this path."""
+    scope = {**request.scope, "method": method}
+    routes = (route for route in request.app.router.routes if not isinstance(route, Mount))
+    return any(route.matches(scope)[0] is Match.FULL for route in routes)
+
+
 async def _on_unexpected_error(_: Request, exc: Exception) -> JSONResponse:
     # Starlette re-raises after this response, so the server logs the traceback once.
     return _json_error(status.HTTP_500_INTERNAL_SERVER_ERROR, "internal error; it has been logged")
@@ -115,6 +133,7 @@ async def _on_unexpected_error(_: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(status.HTTP_405_METHOD_NOT_ALLOWED, _on_method_not_allowed)
     app.add_exception_handler(StoreError, _on_store_error)
     app.add_exception_handler(CodeCheckError, _on_code_check_error)
     app.add_exception_handler(TransientError, _on_transient_error)

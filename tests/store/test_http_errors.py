@@ -115,3 +115,14 @@ async def test_an_unknown_route_is_a_404(client: httpx.AsyncClient) -> None:
     response = await client.get("/v2/nothing")
     assert response.status_code == 404
     assert response.json() == {"detail": "Not Found"}
+
+
+async def test_a_method_the_path_lacks_is_a_405_listing_every_method_it_has(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """Starlette names only the first route on a path; GET, PATCH and DELETE of a widget are three routes."""
+    response = await client.put(tenant.path("/widgets/w1"), json={}, headers=tenant.headers)
+
+    assert response.status_code == 405
+    assert response.json() == {"detail": "Method Not Allowed"}
+    assert response.headers["allow"] == "DELETE, GET, PATCH"

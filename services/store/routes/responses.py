@@ -10,7 +10,7 @@ ErrorResponses = dict[int | str, dict[str, object]]
 def error_responses(*statuses: int) -> ErrorResponses:
     """OpenAPI entries for the error statuses a route can answer with."""
     descriptions = {
-        400: "Body is not valid JSON",
+        400: "Body is not valid JSON, or it ended (or stopped arriving) before its declared length",
         401: "Missing or unknown API key",
         403: "Key of another business, or the wrong kind of key",
         404: "Not found (in this business)",

@@ -91,7 +91,7 @@ def stream_router() -> APIRouter:
         response_class=StreamingResponse,
         responses={
             200: {"content": {MEDIA_TYPE: {}}, "description": "Server-Sent Events: `widget` and `sidebar`"},
-            **error_responses(401, 403, 422),
+            **error_responses(401, 403, 422, 503),
         },
         summary="Live sidebar events of the business (Server-Sent Events)",
     )
