@@ -15,7 +15,15 @@ from orchestrator.active_runs import ActiveRuns
 from orchestrator.catalog import CachedCatalog, MongoCatalog
 from orchestrator.metrics import OrchestratorMetrics
 from orchestrator.mongo_runs import MongoRunStore
-from orchestrator.pipeline import CatalogHandler, DeadlinePolicy, OpenedHandler, Outbox, ResultHandler, Retry
+from orchestrator.pipeline import (
+    Admission,
+    CatalogHandler,
+    DeadlinePolicy,
+    OpenedHandler,
+    Outbox,
+    ResultHandler,
+    Retry,
+)
 from orchestrator.settings import OrchestratorSettings
 from shared.broker import Broker, QueueBinding
 from shared.consumer import Consumer, ConsumerMetrics
@@ -122,6 +130,8 @@ async def serve(settings: OrchestratorSettings, stop: asyncio.Event) -> None:
                     deadlines=DeadlinePolicy(settings.sidebar_deadline_margin_s, settings.sidebar_deadline_s),
                     metrics=metrics,
                     retry=Retry(within_s=settings.sidebar_retry_s),
+                    admission=Admission(settings.admission_max_age_s),
+                    record_retry=Retry(within_s=settings.sidebar_record_retry_s),
                 ),
                 log_fields=ConversationOpened.log_fields,
                 metrics=consumer_metrics,
