@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from bson.errors import BSONError
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from pymongo import AsyncMongoClient
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, InvalidOperation, OperationFailure, PyMongoError
 from pymongo.monitoring import CommandFailedEvent, CommandListener, CommandStartedEvent, CommandSucceededEvent
@@ -64,8 +64,13 @@ _TRANSIENT_CODES = frozenset(
 _TRANSIENT_LABELS = ("RetryableWriteError", "TransientTransactionError")
 
 
+# From a millisecond (a find by _id on MongoDB) to the 10 s SQLite waits for its lock.
+_COMMAND_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
 class CommandCounter(CommandListener):
-    """Counts every command a client sends, by name: the database round trips of a service."""
+    """Counts every command a client sends, by name (the database round trips of a service),
+    and times each one as the driver saw it, success or failure."""
 
     def __init__(self, registry: CollectorRegistry, service: str) -> None:
         self.commands = Counter(
@@ -74,15 +79,22 @@ class CommandCounter(CommandListener):
             ["command"],
             registry=registry,
         )
+        self.seconds = Histogram(
+            f"{service}_db_command_seconds",
+            "Time from sending a MongoDB command to its reply, by command name and outcome (ok, failed).",
+            ["command", "outcome"],
+            buckets=_COMMAND_BUCKETS,
+            registry=registry,
+        )
 
     def started(self, event: CommandStartedEvent) -> None:
         self.commands.labels(event.command_name).inc()
 
     def succeeded(self, event: CommandSucceededEvent) -> None:
-        pass
+        self.seconds.labels(event.command_name, "ok").observe(event.duration_micros / 1e6)
 
     def failed(self, event: CommandFailedEvent) -> None:
-        pass
+        self.seconds.labels(event.command_name, "failed").observe(event.duration_micros / 1e6)
 
 
 def connect_mongo(url: str, *, app_name: str, commands: CommandCounter | None = None) -> AsyncMongoClient[Document]:
