@@ -15,6 +15,12 @@ class OrchestratorMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.first_card = Histogram(
+            "orchestrator_first_card_seconds",
+            "From the event's occurred_at to publishing its run's first sidebar.widget card (clamped at 0).",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.events = Counter(
             "orchestrator_events_total",
             "conversation.opened events, by outcome (started, duplicate, taken_over, expired).",

@@ -361,6 +361,8 @@ class ResultHandler:
             await self.outbox.card(active.run, widget, result)
         finally:
             active.announced()
+        if len(active.results) == 1:
+            self.metrics.first_card.observe(max(0.0, (utc_now() - active.run.occurred_at).total_seconds()))
 
 
 @dataclass(frozen=True)
