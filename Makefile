@@ -28,7 +28,7 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 STEP := bash scripts/steps.sh
-# What scripts/setup.sh installs for a target (python, services, browser, bench); targets add to it.
+# What scripts/setup.sh installs for a target (python, services, browser, bench, validators); targets add to it.
 SETUP ?= python services
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 # The image deploy/k8s runs (one image, three commands: python -m store|orchestrator|executor).
@@ -101,7 +101,7 @@ services-status:
 run: setup install services
 	@bash scripts/run.sh
 
-test: SETUP += browser
+test: SETUP += browser validators
 test: setup install services
 	@$(STEP) "pytest $(PYTEST_ARGS)" $(VPY) -m pytest $(PYTEST_ARGS)
 

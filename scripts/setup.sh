@@ -12,6 +12,8 @@
 #             something already answers the MongoDB protocol at MONGODB_URL
 #   browser   chromium, for tests/browser
 #   bench     redis-server, for the Celery peer of `make bench`
+#   validators  promtool (Debian's prometheus package, unpacked) and kustomize (built with
+#             Go) into .local/bin, for the alert-rule and manifest tests
 #
 # Every step prints a progress line and its time (scripts/steps.sh). apt-get runs
 # only when a package is missing: directly as root, through sudo when there is one,
@@ -156,11 +158,29 @@ step_ferretdb() {
     PATH="$(dirname "$go"):$PATH" bash "$ROOT/scripts/install-ferretdb.sh"
 }
 
+step_validators() {
+    step "validators (promtool, kustomize)"
+    if ! bash "$ROOT/scripts/install-promtool.sh"; then
+        # apt-get download needs package lists; a machine that lacked nothing has none yet.
+        local sudo
+        sudo="$(root_prefix)" || die "promtool needs apt's package lists: run apt-get update as root, then this again"
+        # shellcheck disable=SC2086 # $sudo is empty or a command with its options
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null
+        bash "$ROOT/scripts/install-promtool.sh"
+    fi
+    local go
+    if ! go="$(find_go)"; then
+        fetch_go_toolchain
+        go="$(find_go)" || die "no working Go 1.21+ after fetching $GO_TOOLCHAIN"
+    fi
+    PATH="$(dirname "$go"):$PATH" bash "$ROOT/scripts/install-kustomize.sh"
+}
+
 # --- main ------------------------------------------------------------------------
 
 main() {
     local -a packages=(make ca-certificates)
-    local part python=0 services=0 browser=0 bench=0
+    local part python=0 services=0 browser=0 bench=0 validators=0
     (($#)) || set -- python
     for part in "$@"; do
         case "$part" in
@@ -168,7 +188,8 @@ main() {
             services) services=1 ;;
             browser) browser=1 ;;
             bench) bench=1 ;;
-            *) die "unknown part '$part' (python, services, browser, bench)" ;;
+            validators) validators=1 ;;
+            *) die "unknown part '$part' (python, services, browser, bench, validators)" ;;
         esac
     done
     ((python)) && packages+=(python3 python3-venv python3-dev libseccomp2)
@@ -177,6 +198,7 @@ main() {
     ((bench)) && packages+=(redis-server)
     step_packages "${packages[@]}"
     ((services)) && step_ferretdb
+    ((validators)) && step_validators
     return 0
 }
 
