@@ -60,6 +60,7 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
 import aio_pika
 import httpx
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
+from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.e2e import bench_specs, create_target, opened_message, realistic_widgets, upstream_command
 from benchmarks.harness import (
@@ -199,11 +200,30 @@ class Stack:
     upstream_url: str
     admin_key: str
     processes: dict[str, Process] = field(default_factory=dict)
+    metrics_ports: dict[str, int] = field(default_factory=dict)
+
+    async def db_buckets(self) -> Counter[tuple[str, float]]:
+        """The orchestrators' ``orchestrator_db_command_seconds`` buckets, (command, le) -> count."""
+        buckets: Counter[tuple[str, float]] = Counter()
+        async with httpx.AsyncClient(timeout=5) as client:
+            for name, port in self.metrics_ports.items():
+                if not name.startswith("orchestrator"):
+                    continue
+                try:
+                    text = (await client.get(f"http://{LOOPBACK}:{port}/metrics")).text
+                except httpx.HTTPError:
+                    continue
+                for family in text_string_to_metric_families(text):
+                    for sample in family.samples:
+                        if sample.name == "orchestrator_db_command_seconds_bucket":
+                            buckets[(sample.labels["command"], float(sample.labels["le"]))] += sample.value
+        return buckets
 
     async def start(self, name: str) -> Process:
         env = dict(self.env)
         if name.startswith(("orchestrator", "executor")):
-            env[f"{name.split('-')[0].upper()}_METRICS_PORT"] = str(free_port())
+            self.metrics_ports[name] = port = free_port()
+            env[f"{name.split('-')[0].upper()}_METRICS_PORT"] = str(port)
         self.processes[name] = process = await start_process(name, self.commands[name], env, self.log_dir)
         return process
 
@@ -485,6 +505,21 @@ async def dead_letters(stack: Stack) -> int:
         await connection.close()
 
 
+def db_quantiles(before: Counter[tuple[str, float]], after: Counter[tuple[str, float]]) -> dict[str, Any]:
+    """Per command, the count and the bucket bounds holding p50 and p99 over the scenario."""
+    out: dict[str, Any] = {}
+    for command in sorted({c for c, _ in after}):
+        cumulative = sorted(
+            (le, max(0.0, after[(command, le)] - before[(command, le)])) for c, le in after if c == command
+        )
+        total = cumulative[-1][1] if cumulative else 0.0
+        if total <= 0:
+            continue
+        bound = {q: next(le for le, n in cumulative if n >= q * total) for q in (0.5, 0.99)}
+        out[command] = {"count": int(total), "p50_le_s": bound[0.5], "p99_le_s": bound[0.99]}
+    return out
+
+
 def summarise(
     name: str, rate: float, ids: list[str], ledger: Ledger, fault_end: float | None, dead: int
 ) -> dict[str, Any]:
@@ -540,6 +575,7 @@ async def scenario(
             return False
         return fault is None or (fault_end is not None and now >= fault_end + RECOVERY_AFTER_S + RECOVERY_WINDOW_S)
 
+    db_before = await stack.db_buckets()
     began = time.monotonic()
     injector = asyncio.create_task(inject()) if fault is not None else None
     ids = await load.open_loop(rate, until)
@@ -548,6 +584,7 @@ async def scenario(
     await load.drain(ids, drain_s)
     dead = await dead_letters(stack)
     row = summarise(name, rate, ids, load.ledger, fault_end, dead)
+    row["db_command_seconds"] = db_quantiles(db_before, await stack.db_buckets())
     print(f"    {json.dumps({k: v for k, v in row.items() if k not in ('statuses', 'lost_sample')})}", flush=True)
     return row
 

@@ -132,6 +132,7 @@ async def serve(settings: OrchestratorSettings, stop: asyncio.Event) -> None:
                     retry=Retry(within_s=settings.sidebar_retry_s),
                     admission=Admission(settings.admission_max_age_s),
                     record_retry=Retry(within_s=settings.sidebar_record_retry_s),
+                    run_slots=asyncio.Semaphore(settings.orchestrator_max_runs),
                 ),
                 log_fields=ConversationOpened.log_fields,
                 metrics=consumer_metrics,

@@ -15,6 +15,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Protocol
 
 import structlog
@@ -44,6 +45,8 @@ from shared.topology import EXCHANGE, INTERNAL_EXCHANGE, WIDGET_JOB_KEY, sidebar
 log = structlog.get_logger(__name__)
 
 ContextLoader = Callable[[Document, str], Awaitable[EventContext | None]]
+Recording = Callable[[], Awaitable[None]]
+"""The record of a published sidebar, still to be made (``RunStore.record`` with its arguments)."""
 Clock = Callable[[], datetime]
 
 
@@ -178,6 +181,9 @@ class OpenedHandler:
     retry: Retry
     admission: Admission = Admission()
     record_retry: Retry = Retry(within_s=120.0)
+    # Runs between taking their event and publishing their sidebar, at once. Recording is
+    # left out: a slow database must not hold back new runs (nor, with them, the intake).
+    run_slots: asyncio.Semaphore = dataclasses.field(default_factory=lambda: asyncio.Semaphore(32))
     clock: Clock = utc_now
 
     async def __call__(self, event: ConversationOpened, delivery: Delivery) -> None:
@@ -185,6 +191,18 @@ class OpenedHandler:
         if not delivery.redelivered and self.active.get(key) is not None:
             self._duplicate()
             return
+        async with self.run_slots:
+            recording = await self._take(event, delivery)
+        if recording is not None:
+            # Between the publish and this record lies the one window in which a crash
+            # publishes the sidebar twice: the redelivered event finds the run unpublished.
+            # The sidebar is out, so the record may take its time: it is retried for longer
+            # than the publish, holding the event, rather than handing the event back.
+            await self.record_retry.run(recording)
+
+    async def _take(self, event: ConversationOpened, delivery: Delivery) -> Recording | None:
+        """Run the event (or shed it, or find it a duplicate); what is left to record, if anything."""
+        key = RunKey(event.business_id, event.event_id)
         catalog = await self.catalog.get(event.business_id)
         if catalog is None:
             raise PermanentError(f"business {event.business_id!r} is unknown")
@@ -194,8 +212,8 @@ class OpenedHandler:
         if expired_age_s is not None and not delivery.redelivered:
             # Shed without a database command: under overload the database is what runs short.
             # (A redelivered event may have a run, published or not: it takes the path below.)
-            await self._expire(run, expired_age_s, delivery, record=False)
-            return
+            await self._expire(run, expired_age_s, delivery)  # and no record: no run was inserted
+            return None
         context_read = self._context(event, catalog) if expired_age_s is None else _nothing()
         created, context = await asyncio.gather(self.runs.create(run, self.replica_id), context_read)
         widgets = list(catalog.widgets)
@@ -211,19 +229,18 @@ class OpenedHandler:
             # was orphaned long ago (a dead-lettered event replayed, say): no owner is that late.
             if stored.published or not (delivery.redelivered or self._orphaned(stored.run)):
                 self._duplicate()
-                return
+                return None
             run, widgets = self._takeover(stored.run, catalog)
             self.metrics.events.labels("taken_over").inc()
             log.info("run.taken_over", attempt=run.attempt, widgets=len(widgets))
         if expired_age_s is not None:
-            await self._expire(run, expired_age_s, delivery, record=True)
-            return
+            return await self._expire(run, expired_age_s, delivery)
         if context is None:
             raise PermanentError(
                 f"conversation {event.conversation_id!r} of business {event.business_id!r} is unknown "
                 "and the event carries no context"
             )
-        await self._run(run, widgets, context, catalog.sealed_secrets, delivery)
+        return await self._run(run, widgets, context, catalog.sealed_secrets, delivery)
 
     async def _run(
         self,
@@ -232,29 +249,29 @@ class OpenedHandler:
         context: EventContext,
         secrets: dict[str, str],
         delivery: Delivery,
-    ) -> None:
+    ) -> Recording:
         active = self.active.start(run, delivery.held)
         self.metrics.runs_in_flight.inc()
         try:
             await self.outbox.jobs([self._job(run, widget, context, secrets) for widget in widgets])
             await active.wait((run.deadline_at - self.clock()).total_seconds())
-            await self._close(active)
+            return await self._close(active)
         finally:
             self.active.finish(active)
             self.metrics.runs_in_flight.dec()
 
-    async def _expire(self, run: Run, age_s: float, delivery: Delivery, *, record: bool) -> None:
-        """Not run: a sidebar of ``expired`` widgets is published instead, and recorded only
-        when a run of the event exists (``record``)."""
+    async def _expire(self, run: Run, age_s: float, delivery: Delivery) -> Recording:
+        """Not run: a sidebar of ``expired`` widgets is published instead."""
         self.metrics.events.labels("expired").inc()
-        log.warning("event.expired", age_s=round(age_s, 3), widgets=len(run.widgets), recorded=record)
+        log.warning("event.expired", age_s=round(age_s, 3), widgets=len(run.widgets))
         active = self.active.start(run, delivery.held)
         try:
-            await self._close(active, expired=True, record=record)
+            return await self._close(active, expired=True)
         finally:
             self.active.finish(active)
 
-    async def _close(self, active: ActiveRun, *, expired: bool = False, record: bool = True) -> None:
+    async def _close(self, active: ActiveRun, *, expired: bool = False) -> Recording:
+        """Publish the run's sidebar; the record that follows is the caller's, outside its run slot."""
         run, results = active.run, dict(active.results)
         sidebar = assemble_sidebar(run, results, self.clock(), "expired" if expired else "timeout")
 
@@ -273,13 +290,7 @@ class OpenedHandler:
         self.metrics.sidebars.labels(closed_by).inc()
         if not expired:  # the latency of the sidebars served; expired ones are counted apart
             self.metrics.sidebar_latency.observe(max(0.0, (self.clock() - run.occurred_at).total_seconds()))
-        if not record:
-            return
-        # Between the publish above and this record lies the one window in which a crash
-        # publishes the sidebar twice: the redelivered event finds the run unpublished. The
-        # sidebar is out, so the record may take its time: it is retried for longer than the
-        # publish, holding the event, rather than handing the event back to be run again.
-        await self.record_retry.run(lambda: self.runs.record(run, sidebar, results))
+        return partial(self.runs.record, run, sidebar, results)
 
     async def _context(self, event: ConversationOpened, catalog: BusinessCatalog) -> EventContext | None:
         if event.context is not None:

@@ -9,11 +9,13 @@ from shared.settings import CommonSettings, MongoSettings
 
 class OrchestratorSettings(CommonSettings, MongoSettings):
     orchestrator_metrics_port: int = Field(default=9101, ge=0, le=65535)
-    # Runs a replica owns at once: each holds its conversation.opened delivery until its
-    # sidebar is recorded, so this is the prefetch of the events queue. Kept near what the
-    # executors can serve, so that under overload the backlog waits in the events queue,
-    # where admission control sheds what grew too old, not as jobs in the executors' queue.
-    orchestrator_prefetch: int = Field(default=32, ge=1, le=1000)
+    # Events a replica holds at once (the prefetch of the events queue): each stays unacked
+    # until its sidebar is recorded, so this covers runs, records and events waiting for a run.
+    orchestrator_prefetch: int = Field(default=128, ge=1, le=1000)
+    # Runs a replica has between taking an event and publishing its sidebar, at once. Kept
+    # near what the executors can serve, so that under overload the backlog waits for a run
+    # (where admission control sheds what grew too old), not as jobs in the executors' queue.
+    orchestrator_max_runs: int = Field(default=32, ge=1, le=1000)
     # Unacked results a replica takes at once; they are handled in memory, in microseconds.
     orchestrator_results_prefetch: int = Field(default=500, ge=1, le=5000)
     # The sidebar deadline is the largest widget timeout plus this margin,

@@ -336,3 +336,36 @@ async def test_a_record_that_outlasts_the_publish_retries_is_retried_not_handed_
     await _serve(orchestrator, _delivery())
     assert len(orchestrator.publisher.sidebars()) == 1
     assert runs.runs[RunKey("acme", "e1")].published and runs.refusals == 0
+
+
+class HeldRecord(InMemoryRunStore):
+    """A record that waits until the test lets it through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting, self.release = asyncio.Event(), asyncio.Event()
+
+    async def record(self, run: Run, sidebar: SidebarReady, results: dict[str, WidgetResult]) -> None:
+        self.waiting.set()
+        await self.release.wait()
+        await super().record(run, sidebar, results)
+
+
+async def test_a_slow_record_does_not_hold_a_run_slot() -> None:
+    """With one run slot, a second event runs while the first one's record still waits."""
+    runs = HeldRecord()
+    orchestrator = _orchestrator(runs)
+    orchestrator.opened = dataclasses.replace(orchestrator.opened, run_slots=asyncio.Semaphore(1))
+    first = asyncio.create_task(_serve(orchestrator, _delivery()))
+    await runs.waiting.wait()  # the first sidebar is out; its record waits
+    second = ConversationOpened(event_id="e2", business_id="acme", conversation_id="c1", occurred_at=NOW)
+    orchestrator.publisher.jobs_seen.clear()
+    handling = asyncio.create_task(orchestrator.opened(second, _delivery()))
+    await orchestrator.publisher.jobs_seen.wait()
+    assert {job.run_id for job in orchestrator.publisher.jobs()} == {"e1", "e2"}
+    runs.release.set()
+    for job in orchestrator.publisher.jobs():
+        if job.run_id == "e2":
+            await orchestrator.results(_result(job), _delivery())
+    await asyncio.gather(first, handling)
+    assert len(orchestrator.publisher.sidebars()) == 2 and len(runs.history) == 2
