@@ -12,11 +12,13 @@ import os
 import select
 import socket
 import threading
+import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from executor.sandbox import seccomp
-from executor.thread_cap import ThreadCap
+from executor.thread_cap import ThreadCap, threads_of
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _NR = {"rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297, "tgkill": 234, "pidfd_open": 434, "pidfd_send_signal": 424}
@@ -41,6 +43,15 @@ def _attempt(call: Callable[[], object]) -> str:
     except PermissionError:
         return "denied"
     return "allowed"
+
+
+def _until_the_kernel_counts_one_thread() -> None:
+    """The cap counts tasks in /proc: a joined thread may still be there for a moment."""
+    for _ in range(5000):
+        if threads_of(os.getpid()) == 1:
+            return
+        time.sleep(0.001)
+    raise AssertionError("a joined thread never left /proc/self/task")
 
 
 def _second_thread_while_the_first_runs() -> str:
@@ -97,6 +108,7 @@ def _probe_in_filtered_child(other: int) -> dict[str, str]:
             worker = threading.Thread(target=lambda: threads.append(1))
             worker.start()
             worker.join()
+            _until_the_kernel_counts_one_thread()  # join returns before the task is gone
             found = {
                 "thread": "allowed" if threads else "denied",
                 "a thread over the cap": _second_thread_while_the_first_runs(),
@@ -116,6 +128,8 @@ def _probe_in_filtered_child(other: int) -> dict[str, str]:
                 "exec": _attempt(lambda: os.execv("/bin/true", ["true"])),  # noqa: S606 - must be refused
             }
             os.write(write_fd, json.dumps(found).encode())
+        except BaseException:  # noqa: BLE001 - reported to the test rather than lost with the child
+            os.write(write_fd, json.dumps({"child failed": traceback.format_exc()}).encode())
         finally:
             os._exit(0)
     os.close(write_fd)

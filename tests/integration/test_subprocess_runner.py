@@ -12,7 +12,7 @@ from executor.runner import RunRequest
 from executor.subprocess_runner import SandboxLimits, SubprocessRunner
 
 LIMITS = SandboxLimits(
-    memory_bytes=256 * 1024 * 1024, log_bytes=64 * 1024, result_bytes=256 * 1024, first_uid=60000, slots=8, gid=65534
+    memory_bytes=256 * 1024 * 1024, log_bytes=64 * 1024, result_bytes=256 * 1024, first_uid=60900, slots=8, gid=65534
 )
 HEALTHY = "def get_sidebar_data(context):\n    print('hello', context['n'])\n    return {'title': 'ok', 'items': []}\n"
 
@@ -113,7 +113,7 @@ async def test_the_widget_environment_is_empty_and_unprivileged(runner: Subproce
     assert environ in ("", "closed"), "empty, or closed because the process is undumpable"
     assert set(filter(None, names.split(","))) <= {"LC_CTYPE"}, "only Python's own locale coercion"
     if os.geteuid() == 0:
-        assert 60000 <= int(uid) < 60008
+        assert LIMITS.first_uid <= int(uid) < LIMITS.first_uid + LIMITS.slots
     else:
         assert uid == str(os.geteuid())
 
