@@ -79,7 +79,7 @@ def _dead(pid: int) -> bool:
     """Gone, or a zombie: either way its fds are closed."""
     try:
         return _status(pid)["State"].startswith("Z")
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # reaped before, or while, /proc was read
         return True
 
 
