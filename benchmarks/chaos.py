@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 if __package__ in (None, ""):  # run as a file: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -75,7 +76,9 @@ from benchmarks.harness import (
     Process,
     drop_database,
     free_port,
+    isolated_vhost,
     machine_facts,
+    rabbitmqctl_output,
     relative,
     run_bounded,
     start_process,
@@ -114,12 +117,8 @@ class Infra:
     node: str | None = None
     ferretdb_port: int | None = None
 
-    def rabbitmqctl(self, *args: str, timeout_s: float = 120) -> str:
-        command = ["rabbitmqctl", *(["-n", self.node] if self.node else []), *args]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
-        if result.returncode != 0:
-            raise BenchmarkError(f"{' '.join(command)} failed: {result.stderr.strip() or result.stdout.strip()}")
-        return result.stdout
+    def rabbitmqctl(self, *args: str) -> str:
+        return rabbitmqctl_output(*args, node=self.node)
 
     def ferretdb_pid(self) -> int:
         if self.ferretdb_port is None:
@@ -265,20 +264,9 @@ STACK_NAMES = ("upstream", "store", "orchestrator-1", "orchestrator-2", "executo
 
 
 @asynccontextmanager
-async def vhost_of(infra: Infra) -> AsyncIterator[tuple[str, str]]:
-    """A throw-away vhost on the infra's node: its name and URL."""
-    vhost = f"sidebar-chaos-{secrets.token_hex(3)}"
-    await asyncio.to_thread(infra.rabbitmqctl, "add_vhost", vhost)
-    try:
-        await asyncio.to_thread(infra.rabbitmqctl, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        yield vhost, infra.amqp_url.rstrip("/") + "/" + vhost
-    finally:
-        await asyncio.to_thread(infra.rabbitmqctl, "delete_vhost", vhost)
-
-
-@asynccontextmanager
 async def started_stack(infra: Infra, stamp: str, extra_env: dict[str, str]) -> AsyncIterator[Stack]:
-    async with vhost_of(infra) as (vhost, amqp_url):
+    async with isolated_vhost(infra.amqp_url, "chaos", node=infra.node) as amqp_url:
+        vhost = unquote(urlsplit(amqp_url).path[1:])
         database = f"chaos_{stamp}_{secrets.token_hex(3)}"
         ports = {"store": free_port(), "upstream": free_port()}
         admin_key = secrets.token_urlsafe(24)

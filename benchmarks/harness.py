@@ -147,30 +147,43 @@ def run_bounded(main: Callable[[], Coroutine[Any, Any, T]], bound_s: float) -> T
     return asyncio.run(guarded())
 
 
-def rabbitmqctl(*args: str) -> bool:
+def rabbitmqctl_output(*args: str, node: str | None = None, timeout_s: float = 120) -> str:
+    """What ``rabbitmqctl [-n node] args`` printed; BenchmarkError if it is missing or fails."""
     executable = shutil.which("rabbitmqctl") or (
         "/usr/sbin/rabbitmqctl" if os.path.exists("/usr/sbin/rabbitmqctl") else None
     )
     if executable is None:
+        raise BenchmarkError("rabbitmqctl not found (is RabbitMQ installed here?)")
+    command = [executable, *(["-n", node] if node else []), *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
+    if result.returncode != 0:
+        raise BenchmarkError(f"{' '.join(command)} failed: {result.stderr.strip() or result.stdout.strip()}")
+    return result.stdout
+
+
+def rabbitmqctl(*args: str, node: str | None = None) -> bool:
+    try:
+        rabbitmqctl_output(*args, node=node, timeout_s=60)
+    except BenchmarkError:
         return False
-    result = subprocess.run([executable, *args], capture_output=True, text=True, timeout=60, check=False)
-    return result.returncode == 0
+    return True
 
 
 @asynccontextmanager
-async def isolated_vhost(base_url: str, label: str) -> AsyncIterator[str]:
-    """A throw-away vhost, so nothing else running on the broker sees or steals benchmark messages."""
+async def isolated_vhost(base_url: str, label: str, node: str | None = None) -> AsyncIterator[str]:
+    """A throw-away vhost (on ``node``, else the default node), so nothing else running on the
+    broker sees or steals benchmark messages."""
     vhost = f"sidebar-bench-{label}-{secrets.token_hex(3)}"
     parts = urlsplit(base_url)
-    if not await asyncio.to_thread(rabbitmqctl, "add_vhost", vhost):
+    if not await asyncio.to_thread(rabbitmqctl, "add_vhost", vhost, node=node):
         raise BenchmarkError("rabbitmqctl could not add a vhost (is RabbitMQ local, and rabbitmqctl on PATH?)")
     try:
         await asyncio.to_thread(
-            rabbitmqctl, "set_permissions", "-p", vhost, parts.username or "guest", ".*", ".*", ".*"
+            rabbitmqctl, "set_permissions", "-p", vhost, parts.username or "guest", ".*", ".*", ".*", node=node
         )
         yield urlunsplit((parts.scheme, parts.netloc, "/" + quote(vhost, safe=""), parts.query, ""))
     finally:
-        await asyncio.to_thread(rabbitmqctl, "delete_vhost", vhost)
+        await asyncio.to_thread(rabbitmqctl, "delete_vhost", vhost, node=node)
 
 
 def drop_database(url: str, database: str) -> None:
