@@ -5,8 +5,10 @@ transactions or write concerns. Idempotency comes from inserts with
 deterministic ``_id``s, the one write both servers make atomic: FerretDB's
 SQLite backend applies updates as read-modify-write outside a transaction
 (FerretDB issue #3040), so conditional updates cannot decide a race there.
-Hot paths read by ``_id`` only: FerretDB's SQLite backend pushes nothing else
-down, so any other filter scans and decodes the whole collection.
+Hot paths address one document by a filter on ``_id`` alone: FerretDB's SQLite
+backend pushes nothing else down, so any other filter, even ``_id`` plus one more
+key, scans and decodes the whole collection. (Upstream FerretDB 1.24 scans for
+``_id`` alone too: scripts/install-ferretdb.sh patches its index.)
 """
 
 from __future__ import annotations

@@ -5,13 +5,12 @@ once with its sidebar, its widgets' logs and ``status: published``) and
 ``sidebars`` (the latest per conversation). Every id is prefixed by the
 business id, and every command addresses one document by ``_id`` (see
 shared/mongo.py for why). A sidebar costs three commands: the insert, then
-the run's update and the latest sidebar's replace, sent together.
+the run's update and the latest sidebar's upsert, sent together.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import UTC, datetime
 
 from pymongo.asynchronous.database import AsyncDatabase
@@ -21,6 +20,7 @@ from orchestrator.runs import Run, RunKey, StoredRun, WidgetSnapshot
 from shared.contracts.events import SidebarReady
 from shared.contracts.jobs import WidgetResult
 from shared.ids import scoped_key
+from shared.latest_sidebar import latest_update
 from shared.mongo import RUNS, SIDEBARS, Document, mongo_errors
 
 
@@ -102,27 +102,22 @@ class MongoRunStore:
             "sidebar_json": body,
             "results": [_widget_log(results[w.widget_id]) for w in run.widgets if w.widget_id in results],
         }
-        latest = {
-            "business_id": sidebar.business_id,
-            "conversation_id": sidebar.conversation_id,
-            "generated_at": sidebar.generated_at,
-            "trigger_event_id": sidebar.trigger_event_id,
-            "sidebar_json": body,
-        }
         with mongo_errors("record sidebar"):
             await asyncio.gather(
                 self._runs.update_one({"_id": _run_id(run.key)}, {"$set": history}),
-                self._replace_latest(scoped_key(sidebar.business_id, sidebar.conversation_id), latest),
+                self._replace_latest(sidebar, body),
             )
 
-    async def _replace_latest(self, conversation_key: str, latest: Document) -> None:
-        # Only replace an older sidebar: runs of one conversation may finish out of order. The
-        # filter is still one document by _id; the date only guards it, and the upsert's
-        # duplicate key means a newer sidebar is already stored.
-        with contextlib.suppress(DuplicateKeyError):
-            await self._sidebars.replace_one(
-                {"_id": conversation_key, "generated_at": {"$lt": latest["generated_at"]}}, latest, upsert=True
-            )
+    async def _replace_latest(self, sidebar: SidebarReady, body: str) -> None:
+        # Runs of one conversation may finish out of order: shared/latest_sidebar.py keeps
+        # the newest. Two first upserts of one conversation may race to insert it; the loser
+        # finds the document there on its second try.
+        key = {"_id": scoped_key(sidebar.business_id, sidebar.conversation_id)}
+        update = latest_update(sidebar, body)
+        try:
+            await self._sidebars.update_one(key, update, upsert=True)
+        except DuplicateKeyError:
+            await self._sidebars.update_one(key, update, upsert=True)
 
     async def ensure_indexes(self) -> None:
         """The store's history query on MongoDB; FerretDB accepts it, and the hot path needs none."""

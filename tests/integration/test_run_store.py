@@ -18,6 +18,7 @@ from orchestrator.mongo_runs import MongoRunStore
 from orchestrator.runs import Run, RunStore
 from shared.contracts.jobs import WidgetResult
 from shared.ids import scoped_key
+from shared.latest_sidebar import latest_body
 from shared.mongo import RUNS, SIDEBARS, Document
 from tests.runs import make_result, make_run
 
@@ -92,7 +93,7 @@ async def test_the_record_keeps_history_logs_and_the_latest_sidebar(db: AsyncDat
     assert json.loads(history["sidebar_json"]) == sidebar.model_dump(mode="json")
     assert [(r["widget_id"], r["logs"]) for r in history["results"]] == [("a", "log of a\n"), ("b", "log of b\n")]
     latest = await db[SIDEBARS].find_one({"_id": scoped_key("acme", run.conversation_id)})
-    assert latest is not None and latest["sidebar_json"] == sidebar.model_dump_json()
+    assert latest is not None and latest_body(latest) == sidebar.model_dump_json()
 
 
 async def test_the_latest_sidebar_is_never_replaced_by_an_older_one(
@@ -113,4 +114,20 @@ async def _latest_trigger(store: RunStore, db: AsyncDatabase[Document], run: Run
         latest = store.latest.get((run.business_id, run.conversation_id))
         return None if latest is None else latest.trigger_event_id
     doc = await db[SIDEBARS].find_one({"_id": scoped_key(run.business_id, run.conversation_id)})
-    return None if doc is None else str(doc["trigger_event_id"])
+    return None if doc is None else str(json.loads(latest_body(doc))["trigger_event_id"])
+
+
+async def test_two_first_sidebars_of_a_conversation_recorded_at_once_keep_the_newer(
+    db: AsyncDatabase[Document],
+) -> None:
+    store = MongoRunStore(db)
+    now = datetime.now(UTC)
+    older = _run(now)
+    newer = Run(**{**vars(_run(now)), "conversation_id": older.conversation_id})
+    for run in (older, newer):
+        await store.create(run, "r")
+    await asyncio.gather(
+        store.record(older, assemble_sidebar(older, {}, now), {}),
+        store.record(newer, assemble_sidebar(newer, {}, now + timedelta(microseconds=1)), {}),
+    )
+    assert await _latest_trigger(store, db, older) == newer.event_id

@@ -11,6 +11,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.contracts.events import SidebarReady
 from shared.ids import scoped_key
+from shared.latest_sidebar import latest_update
 from shared.mongo import RUNS, SIDEBARS, Document
 from tests.store.conftest import Tenant
 
@@ -78,14 +79,10 @@ async def test_the_latest_sidebar_is_returned_as_stored(
 ) -> None:
     await client.put(tenant.path("/conversations/conv-1"), json={}, headers=tenant.headers)
     body = sidebar_body(tenant, "conv-1", "evt-1", 0)
-    await db[SIDEBARS].insert_one(
-        {
-            "_id": scoped_key(tenant.business_id, "conv-1"),
-            "business_id": tenant.business_id,
-            "conversation_id": "conv-1",
-            "generated_at": BASE_TIME,
-            "sidebar_json": json.dumps(body),
-        }
+    await db[SIDEBARS].update_one(
+        {"_id": scoped_key(tenant.business_id, "conv-1")},
+        latest_update(SidebarReady.model_validate(body), json.dumps(body)),
+        upsert=True,
     )
 
     response = await client.get(tenant.path("/conversations/conv-1/sidebar"), headers=tenant.headers)

@@ -37,6 +37,7 @@ from shared.contracts.events import (
 )
 from shared.contracts.widget_output import WidgetOutput
 from shared.ids import scoped_key
+from shared.latest_sidebar import latest_update
 from shared.mongo import SIDEBARS, Document
 from shared.topology import EXCHANGE, sidebar_ready_key, sidebar_widget_key
 from store.app import create_app
@@ -238,15 +239,10 @@ def sequence(event_id: str | None) -> int:
 
 async def store_latest_sidebar(db: AsyncDatabase[Document], latest: SidebarReady) -> None:
     """Write the latest sidebar the way the orchestrator does."""
-    await db[SIDEBARS].insert_one(
-        {
-            "_id": scoped_key(latest.business_id, latest.conversation_id),
-            "business_id": latest.business_id,
-            "conversation_id": latest.conversation_id,
-            "generated_at": latest.generated_at,
-            "trigger_event_id": latest.trigger_event_id,
-            "sidebar_json": latest.model_dump_json(),
-        }
+    await db[SIDEBARS].update_one(
+        {"_id": scoped_key(latest.business_id, latest.conversation_id)},
+        latest_update(latest, latest.model_dump_json()),
+        upsert=True,
     )
 
 

@@ -1,7 +1,8 @@
 """Sidebars, read-only: the orchestrator writes the latest per conversation and one per run.
 
-Both hold the ``sidebar.ready`` body as JSON text (``sidebar_json``: widget field
-names may hold "." or "$", which MongoDB refuses as keys), returned exactly as stored.
+Both hold the ``sidebar.ready`` body as JSON text (widget field names may hold "."
+or "$", which MongoDB refuses as keys), returned exactly as stored: a run in its
+``sidebar_json``, the latest as shared/latest_sidebar.py describes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.ids import scoped_key
+from shared.latest_sidebar import latest_body
 from shared.mongo import RUNS, SIDEBARS, Document, mongo_errors
 from store.repositories import owned_by
 
@@ -29,7 +31,7 @@ class SidebarRepository:
             doc = owned_by(
                 business_id, await self._sidebars.find_one({"_id": scoped_key(business_id, conversation_id)})
             )
-        return None if doc is None else _body(doc)
+        return None if doc is None else _parse(latest_body(doc))
 
     async def history(self, business_id: str, conversation_id: str, limit: int) -> list[dict[str, Any]]:
         """Sidebars of the conversation's runs, newest first; runs still collecting have none yet."""
@@ -41,9 +43,9 @@ class SidebarRepository:
                 .limit(min(limit, MAX_HISTORY))
                 .to_list()
             )
-        return [_body(doc) for doc in docs]
+        return [_parse(doc["sidebar_json"]) for doc in docs]
 
 
-def _body(doc: Document) -> dict[str, Any]:
-    body: dict[str, Any] = json.loads(doc["sidebar_json"])
+def _parse(text: str) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(text)
     return body
