@@ -48,9 +48,11 @@ class Worker:
     uid: int
     key: WorkerKey | None  # None: one job only
     cpu_hard_s: int  # RLIMIT_CPU's hard limit, fixed at its first job
+    zygote: object = None  # the zygote that forked it: it serves no other zygote's executor state
     jobs: int = 0
     cpu_used_s: float = 0.0
     idle_since: float = 0.0
+    retired: bool = False
 
 
 Retire = Callable[[Worker, str], None]

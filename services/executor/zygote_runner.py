@@ -34,7 +34,16 @@ from typing import Any
 
 import structlog
 
-from executor.capture import Capture, build_outcome, collect, open_pipe, read_pipe_capped
+from executor.capture import (
+    STOPPED,
+    Capture,
+    build_outcome,
+    collect,
+    open_pipe,
+    read_pipe_capped,
+    with_denials,
+    with_widget_time,
+)
 from executor.egress.policy import EgressPolicy
 from executor.egress.supervisor import JobEgress, refuse_pending
 from executor.runner import RunOutcome, RunRequest
@@ -47,7 +56,6 @@ _PIPE_GRACE_S = 1.0
 _ZYGOTE_ANSWER_S = 10.0
 _MAX_MESSAGE = 64 * 1024
 _MAX_SPARES = 4
-_STOPPED = ("memory", "cpu_limit", "crashed", "sandbox_failure")
 _DNS_THREADS = 4
 # A warm worker's RLIMIT_CPU hard limit: this many times its first job's CPU seconds.
 # Its jobs' soft limits move up under it; it is retired before a job would need more.
@@ -173,6 +181,8 @@ class ZygoteRunner:
             if kept is not None:
                 self._pool.park(kept)
             else:
+                if isinstance(taken, Worker):
+                    self._retire(taken, "unclean")  # if not already: a slot's uid never has two processes
                 self._pool.release(taken.uid if isinstance(taken, Worker) else taken)
 
     async def _run_as(
@@ -240,7 +250,7 @@ class ZygoteRunner:
                 timeout=request.timeout_s,
                 result_limit=self._config.result_bytes,
             )
-            outcome = _with_denials(_with_widget_time(outcome, result), egress.denials)
+            outcome = with_denials(with_widget_time(outcome, result), egress.denials)
             outcome = replace(outcome, worker_start="warm" if warm else "fresh")
             if delivered and worker.key is not None:
                 retirement = self._retirement(zygote, worker, outcome, egress.denials) or ""
@@ -256,12 +266,14 @@ class ZygoteRunner:
     ) -> tuple[Worker, bool]:
         """Send the job to ``taken`` if it is a worker that can take it (True), else to a spare."""
         if isinstance(taken, Worker):
-            if taken.cpu_used_s + cpu_seconds + 1 > taken.cpu_hard_s:
+            if taken.zygote is not zygote:
+                self._retire(taken, "zygote_gone")
+            elif taken.cpu_used_s + cpu_seconds + 1 > taken.cpu_hard_s:
                 self._retire(taken, "cpu_budget")
             elif self._reassign(zygote, taken, cpu_seconds, fds):
                 return taken, True
             else:
-                self._retire(taken, "died")
+                self._retire(taken, "unreachable")
             uid = taken.uid
         else:
             uid = taken
@@ -269,7 +281,7 @@ class ZygoteRunner:
         hard = cpu_seconds + 1 if key is None else cpu_seconds * _CPU_BUDGET_JOBS
         assignment = self._assignment(uid, cpu_seconds, hard, warm=key is not None)
         pid, channel = await self._dispatch(zygote, assignment, fds)
-        return Worker(pid=pid, channel=channel, uid=uid, key=key, cpu_hard_s=hard), False
+        return Worker(pid=pid, channel=channel, uid=uid, key=key, cpu_hard_s=hard, zygote=zygote), False
 
     @staticmethod
     def _reassign(zygote: _Zygote, worker: Worker, cpu_seconds: int, fds: list[int]) -> bool:
@@ -288,7 +300,7 @@ class ZygoteRunner:
 
     def _retirement(self, zygote: _Zygote, worker: Worker, outcome: RunOutcome, denials: list[str]) -> str | None:
         """Why a worker that delivered its result may not take another job; None if it may."""
-        if outcome.error_type in _STOPPED:
+        if outcome.error_type in STOPPED:
             return "unclean"
         if denials:
             return "egress_denied"
@@ -305,7 +317,11 @@ class ZygoteRunner:
         return None
 
     def _retire(self, worker: Worker, reason: str) -> None:
-        _kill_group(worker.pid)
+        if worker.retired:
+            return
+        worker.retired = True
+        if reason != "died":  # reaped already: its pid may be another process's by now
+            _kill_group(worker.pid)
         worker.channel.close()
         if worker.key is not None:
             log.debug("sandbox.worker_retired", pid=worker.pid, reason=reason, jobs=worker.jobs)
@@ -511,30 +527,3 @@ def _fail(exits: dict[int, asyncio.Future[int]], failure: SandboxFailure) -> Non
 def _kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-
-
-def _with_denials(outcome: RunOutcome, denials: list[str]) -> RunOutcome:
-    """A refused connection fails the run as ``egress_denied``, even if the widget caught the
-    refusal. A process the sandbox had to stop (timeout, limits, crash) keeps that status,
-    which the kill metrics count, and the refusal is added to its message."""
-    if not denials:
-        return outcome
-    refusal = denials[0] + (f" (and {len(denials) - 1} more refusals)" if len(denials) > 1 else "")
-    if outcome.status == "timeout" or outcome.error_type in _STOPPED:
-        return RunOutcome(**{**vars(outcome), "error_message": f"{outcome.error_message}; before that, {refusal}"})
-    if outcome.status == "ok":
-        message = f"{refusal}; the widget caught the refusal and returned normally"
-    else:
-        message = f"{refusal}; the widget then ended with {outcome.error_type}: {outcome.error_message}"
-    return RunOutcome(**{**vars(outcome), "status": "error", "value": None, "error_type": "egress_denied",
-                         "error_message": message})  # fmt: skip
-
-
-def _with_widget_time(outcome: RunOutcome, result: Capture) -> RunOutcome:
-    try:
-        elapsed = json.loads(result.data).get("elapsed_s") if result.data else None
-    except (ValueError, AttributeError):
-        elapsed = None
-    if not isinstance(elapsed, int | float):
-        return outcome
-    return RunOutcome(**{**vars(outcome), "widget_s": float(elapsed)})

@@ -355,3 +355,19 @@ async def test_a_connection_asked_for_between_jobs_is_never_made(
         assert (_pid(after), after.worker_start) == (worker, "warm")
         assert [entry["requests"] for entry in logs if entry["event"] == "sandbox.egress_between_jobs"] == [1]
         assert _accept_all(allowed) == 0, "the waiting request was dropped, not served"
+
+
+async def test_a_cancelled_job_kills_its_worker_and_frees_its_slot() -> None:
+    async with zygote_runner(UID, 1) as runner:
+        worker = _pid(await _run(runner))
+        job = asyncio.create_task(_run(runner, action="sleep", timeout_s=30))
+        for _ in range(500):  # until the worker has left the pool for the job
+            if not runner._pool.idle:
+                break
+            await asyncio.sleep(0.01)
+        job.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await job
+        await _until_dead(worker)
+        after = await asyncio.wait_for(_run(runner), 10)
+        assert (after.status, after.worker_start) == ("ok", "fresh"), "the only slot is free again"
