@@ -308,11 +308,11 @@ class ZygoteRunner:
             return "max_jobs"
         if not zygote.alive or zygote is not self._zygote:
             return "zygote_gone"
-        if threads_of(worker.pid) != 1:
-            return "thread_left"  # or gone: a process that cannot be read is not reused
-        used = cpu_seconds_of(worker.pid)
-        if used is None:
-            return "unclean"
+        threads, used = threads_of(worker.pid), cpu_seconds_of(worker.pid)
+        if threads is None or used is None:
+            return "exited"  # e.g. widget code kept a copy of a job's pipe: the worker exits to close it
+        if threads != 1:
+            return "thread_left"
         worker.cpu_used_s = used
         return None
 

@@ -41,6 +41,9 @@ if action == "burn":
 if action == "spin":
     while True:
         pass
+if action == "keep a pipe":
+    import sys
+    sys.kept = os.dup(1)  # a copy of the log pipe, which only the process's exit can close now
 if action == "connect":
     socket.create_connection(("127.0.0.1", context["port"]), 2).close()
 try:
@@ -371,3 +374,14 @@ async def test_a_cancelled_job_kills_its_worker_and_frees_its_slot() -> None:
         await _until_dead(worker)
         after = await asyncio.wait_for(_run(runner), 10)
         assert (after.status, after.worker_start) == ("ok", "fresh"), "the only slot is free again"
+
+
+async def test_a_widget_that_keeps_a_copy_of_its_pipes_gets_its_result_and_its_worker_ends(
+    runner: ZygoteRunner,
+) -> None:
+    kept = await _run(runner, action="keep a pipe", timeout_s=10)
+    worker = _pid(kept)
+    await _until_dead(worker)
+    after = await _run(runner)
+    assert _pid(after) != worker
+    assert after.worker_start == "fresh"

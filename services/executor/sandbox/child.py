@@ -195,12 +195,26 @@ def _deliver(envelope: dict[str, Any], result_fd: int) -> None:
     sys.stderr.flush()
 
 
-def _end_job(result_fd: int, quiet: int) -> None:
+def _end_job(result_fd: int, quiet: int) -> bool:
     """Close the job's pipes (stdout/stderr go to /dev/null): the executor has everything
-    without waiting for this process to exit or to take another job."""
+    without waiting for this process to exit or to take another job. False when widget
+    code holds a copy of one (``os.dup``): only this process's exit closes it then."""
+    pipes = {_identity(result_fd), _identity(1)}
     os.close(result_fd)
     os.dup2(quiet, 1)
     os.dup2(quiet, 2)
+    for fd in range(3, resource.getrlimit(resource.RLIMIT_NOFILE)[1]):
+        try:
+            if _identity(fd) in pipes:
+                return False
+        except OSError:
+            continue  # not open
+    return True
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    status = os.fstat(fd)
+    return status.st_dev, status.st_ino
 
 
 def _start_job(log_fd: int) -> None:
@@ -254,9 +268,8 @@ def serve(config: dict[str, Any], channel: socket.socket) -> NoReturn:
             envelope = widget.run(request)
             envelope["elapsed_s"] = time.perf_counter() - started
             _deliver(envelope, result_fd)
-            _end_job(result_fd, quiet)
-            if not assignment.get("warm"):
-                break
+            if not _end_job(result_fd, quiet) or not assignment.get("warm"):
+                break  # exiting closes every copy of the pipes
             _between_jobs()
             assigned = _await_assignment(channel)
         code = 0
