@@ -38,6 +38,7 @@ import datetime as dt
 import http.server
 import ipaddress
 import json
+import logging
 import os
 import platform
 import resource
@@ -55,6 +56,7 @@ from typing import Any
 # own name would shadow the ``executor`` package it measures.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+import structlog  # noqa: E402
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
@@ -297,9 +299,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 z_cpu = w_cpu = 0.0
                 blocks = 5
                 for _ in range(blocks):
-                    walls, inside, cpu = await _measure(zygote, zygote_code, context, args.jobs // blocks)
+                    walls, inside, cpu = await _measure(zygote, zygote_code, context, max(1, args.jobs // blocks))
                     z_walls, z_inside, z_cpu = z_walls + walls, z_inside + inside, z_cpu + cpu / blocks
-                    walls, inside, cpu = await _measure(warm, zygote_code, context, args.jobs // blocks, name)
+                    walls, inside, cpu = await _measure(warm, zygote_code, context, max(1, args.jobs // blocks), name)
                     w_walls, w_inside, w_cpu = w_walls + walls, w_inside + inside, w_cpu + cpu / blocks
                 f_walls, _, f_cpu = await _measure(fresh, RUNTIME + plain_code, context, args.fresh_jobs)
                 z_rate = await _throughput(zygote, zygote_code, context, args.jobs, 4)
@@ -381,6 +383,7 @@ def main() -> None:
     parser.add_argument("--fresh-jobs", type=int, default=30, help="jobs per workload for (a), which is slow")
     parser.add_argument("--connect-jobs", type=int, default=30, help=f"jobs of {CONNECTIONS} connections each")
     args = parser.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))  # no per-worker lines
     report = asyncio.run(run(args))
     passed = _print(report)
     RESULTS.mkdir(exist_ok=True)

@@ -99,6 +99,7 @@ class _Widget:
     def __init__(self) -> None:
         self._source: str | None = None
         self._code: CodeType | None = None
+        self._namespace: dict[str, Any] = {}
 
     def compiled(self, source: str) -> CodeType:
         if self._code is None or source != self._source:
@@ -106,8 +107,10 @@ class _Widget:
         return self._code
 
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
-        builtins = widget_builtins(request.get("secrets") or {})
-        namespace: dict[str, Any] = {"__name__": "widget", "__builtins__": builtins}
+        namespace = self._namespace = {
+            "__name__": "widget",
+            "__builtins__": widget_builtins(request.get("secrets") or {}),
+        }
         try:
             exec(self.compiled(request["code"]), namespace)  # noqa: S102 - the point of the sandbox
             function = namespace.get("get_sidebar_data")
@@ -121,10 +124,15 @@ class _Widget:
         except BaseException as exc:  # noqa: BLE001 - SystemExit and friends are widget failures too
             # A refused connection is reported by the executor, which made the refusal.
             return _failure("exception", exc)
-        finally:
-            # Functions and namespace refer to each other: break the cycle, so the job's objects
-            # (and their files) go now, not at some later collection during another job.
-            namespace.clear()
+
+    def clear(self) -> None:
+        """Drop the run's namespace and helpers (secrets included). Functions and namespace refer
+        to each other: breaking the cycle frees the run's objects, and closes their files, now,
+        while the job's log still takes what their finalizers print."""
+        namespace, self._namespace = self._namespace, {}
+        builtins = namespace.get("__builtins__")
+        namespace.clear()
+        if isinstance(builtins, dict):
             builtins.clear()
 
 
@@ -199,6 +207,8 @@ def _end_job(result_fd: int, quiet: int) -> bool:
     """Close the job's pipes (stdout/stderr go to /dev/null): the executor has everything
     without waiting for this process to exit or to take another job. False when widget
     code holds a copy of one (``os.dup``): only this process's exit closes it then."""
+    sys.stdout.flush()  # what the run's finalizers printed belongs to its log
+    sys.stderr.flush()
     pipes = {_identity(result_fd), _identity(1)}
     os.close(result_fd)
     os.dup2(quiet, 1)
@@ -268,6 +278,8 @@ def serve(config: dict[str, Any], channel: socket.socket) -> NoReturn:
             envelope = widget.run(request)
             envelope["elapsed_s"] = time.perf_counter() - started
             _deliver(envelope, result_fd)
+            del envelope
+            widget.clear()
             if not _end_job(result_fd, quiet) or not assignment.get("warm"):
                 break  # exiting closes every copy of the pipes
             _between_jobs()
