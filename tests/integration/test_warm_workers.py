@@ -7,14 +7,23 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
+from executor.jobs import JobHandler
+from executor.metrics import ExecutorMetrics
 from executor.runner import RunOutcome, RunRequest
 from executor.zygote_runner import ZygoteRunner
+from shared.broker import Broker
+from shared.consumer import Delivery
+from shared.contracts.events import EventContext
+from shared.contracts.jobs import WidgetJob
+from shared.metrics import new_registry
+from shared.topology import WIDGET_JOB_KEY
 from tests.poison import widget
 from tests.sandbox import zygote_runner
 
@@ -385,3 +394,27 @@ async def test_a_widget_that_keeps_a_copy_of_its_pipes_gets_its_result_and_its_w
     after = await _run(runner)
     assert _pid(after) != worker
     assert after.worker_start == "fresh"
+
+
+async def test_the_job_handler_counts_warm_and_fresh_workers_and_retirements(broker: Broker) -> None:
+    registry = new_registry()
+    metrics = ExecutorMetrics(registry)
+    delivery = Delivery(routing_key=WIDGET_JOB_KEY, attempt=1, reply_to="nobody.listens", correlation_id=None)
+    async with zygote_runner(UID, 2, lambda reason: metrics.worker_retirements.labels(reason).inc()) as runner:
+        handler = JobHandler(runner=runner, broker=broker, metrics=metrics)
+        for n, code in enumerate([MULTI, MULTI, MULTI, widget("import time\ntime.sleep(60)")]):
+            job = WidgetJob(
+                job_id=f"job{n}", run_id="run", purpose="sidebar", business_id="b1", conversation_id="c1",
+                widget_id="w1" if n < 3 else "w2", widget_name="w", code=code, timeout_s=1 if n == 3 else 5,
+                context=EventContext(conversation={"id": "c1"}, customer=None, business={"id": "b1"}),
+                expires_at=datetime.now(UTC) + timedelta(seconds=60),
+            )  # fmt: skip
+            await handler(job, delivery)
+
+    def sample(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert sample("executor_workers_total", start="fresh") == 2
+    assert sample("executor_workers_total", start="warm") == 2
+    assert sample("executor_worker_retirements_total", reason="unclean") == 1  # the timeout
+    assert sample("executor_worker_retirements_total", reason="shutdown") == 1  # w1's worker, idle at the end
