@@ -203,16 +203,19 @@ def _deliver(envelope: dict[str, Any], result_fd: int) -> None:
     sys.stderr.flush()
 
 
-def _end_job(result_fd: int, quiet: int) -> bool:
+def _end_job(result_fd: int, quiet: int, *, warm: bool) -> bool:
     """Close the job's pipes (stdout/stderr go to /dev/null): the executor has everything
-    without waiting for this process to exit or to take another job. False when widget
-    code holds a copy of one (``os.dup``): only this process's exit closes it then."""
+    without waiting for this process to exit or to take another job. True when it may
+    take another: it is warm and widget code holds no copy of a pipe (``os.dup``), which
+    only this process's exit would close."""
     sys.stdout.flush()  # what the run's finalizers printed belongs to its log
     sys.stderr.flush()
     pipes = {_identity(result_fd), _identity(1)}
     os.close(result_fd)
     os.dup2(quiet, 1)
     os.dup2(quiet, 2)
+    if not warm:
+        return False  # exiting anyway
     for fd in range(3, resource.getrlimit(resource.RLIMIT_NOFILE)[1]):
         try:
             if _identity(fd) in pipes:
@@ -279,8 +282,10 @@ def serve(config: dict[str, Any], channel: socket.socket) -> NoReturn:
             envelope["elapsed_s"] = time.perf_counter() - started
             _deliver(envelope, result_fd)
             del envelope
-            widget.clear()
-            if not _end_job(result_fd, quiet) or not assignment.get("warm"):
+            warm = bool(assignment.get("warm"))
+            if warm:
+                widget.clear()  # before the pipes close: a file the run left open may be a copy of one
+            if not _end_job(result_fd, quiet, warm=warm):
                 break  # exiting closes every copy of the pipes
             _between_jobs()
             assigned = _await_assignment(channel)
