@@ -1,9 +1,18 @@
-"""Executor benchmark: per-job overhead of three ways to run a widget, on one machine, in one run.
+"""Executor benchmark: per-job overhead of the ways to run a widget, on one machine, in one run.
 
 (a) ``fresh``: a fresh ``python -I`` process per job (SubprocessRunner, the issue-2 path), which
     imports the same runtime the zygote pre-imports (``json``, ``requests``, ``httpx``);
-(b) ``zygote``: the executor's sandboxed fork path (ZygoteRunner: seccomp, Landlock, uid per slot...);
+(b) ``zygote``: the executor's sandboxed fork path (ZygoteRunner: seccomp, Landlock, uid per slot...)
+    with one job per child (jobs name no widget: as ``EXECUTOR_WARM_WORKERS=false``);
+(b') ``warm``: the same sandbox with warm workers: jobs name their business and widget, so a
+    child that ran one takes the next (reuse on);
 (c) ``inproc``: ``exec`` in this process with no isolation: the floor.
+
+CPU per job: the CPU time of the benchmark's main thread (the executor's event loop, or the
+in-process widget) plus that of the zygote and every process it forked (live ones from
+``/proc``, ended ones from the zygote's children times), or for (a) of the children this
+process waited for, over the sequential jobs, divided by their number. The local servers'
+threads are not counted.
 
 Workloads: a no-op widget; one HTTP GET to a local server; the same over HTTPS to a
 local TLS server whose throwaway CA is trusted the way each path allows: (b) through
@@ -29,8 +38,10 @@ import datetime as dt
 import http.server
 import ipaddress
 import json
+import logging
 import os
 import platform
+import resource
 import socket
 import ssl
 import statistics
@@ -45,6 +56,7 @@ from typing import Any
 # own name would shadow the ``executor`` package it measures.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+import structlog  # noqa: E402
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
@@ -133,6 +145,13 @@ def _serve(tls: ssl.SSLContext | None) -> tuple[http.server.ThreadingHTTPServer,
     return server, int(server.server_address[1])
 
 
+def _inproc_cpu(code: str, context: dict[str, Any], jobs: int) -> float:
+    cpu = time.thread_time()
+    for _ in range(jobs):
+        _inproc(code, context)
+    return (time.thread_time() - cpu) / jobs
+
+
 def _inproc(code: str, context: dict[str, Any]) -> float:
     namespace: dict[str, Any] = {}
     started = time.perf_counter()
@@ -141,24 +160,62 @@ def _inproc(code: str, context: dict[str, Any]) -> float:
     return time.perf_counter() - started
 
 
-async def _measure(runner: Any, code: str, context: dict[str, Any], jobs: int) -> tuple[list[float], list[float]]:
+def _request(code: str, context: dict[str, Any], widget: str | None) -> RunRequest:
+    """A job; naming its widget lets the zygote runner keep a warm worker for it."""
+    return RunRequest(code=code, context=context, timeout_s=10, business_id=widget and "bench", widget_id=widget)
+
+
+def _ticks(values: list[bytes]) -> float:
+    return sum(int(value) for value in values) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree_cpu(runner: Any) -> float:
+    """CPU seconds of a runner's processes: the zygote runner's zygote and everything it forked,
+    or the children a subprocess runner waited for."""
+    if not isinstance(runner, ZygoteRunner):
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+    assert runner._zygote is not None  # the benchmark measures the sandbox's processes
+    zygote = runner._zygote.process.pid
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_bytes().rpartition(b")")[2].split()
+        except OSError:
+            continue  # ended meanwhile: its time is in the zygote's children times
+        if entry.name == str(zygote):
+            total += _ticks(fields[11:15])  # its own time and its waited-for children's
+        elif fields[1] == str(zygote).encode():
+            total += _ticks(fields[11:13])
+    return total
+
+
+async def _measure(
+    runner: Any, code: str, context: dict[str, Any], jobs: int, widget: str | None = None
+) -> tuple[list[float], list[float], float]:
+    """Wall and in-widget seconds of each job, run one after another, and the CPU seconds per job."""
     walls, inside = [], []
+    cpu = time.thread_time() + _tree_cpu(runner)
     for _ in range(jobs):
         started = time.perf_counter()
-        outcome = await runner.run(RunRequest(code=code, context=context, timeout_s=10))
+        outcome = await runner.run(_request(code, context, widget))
         walls.append(time.perf_counter() - started)
         if outcome.status != "ok":
             raise RuntimeError(f"benchmark widget failed: {outcome.error_type}: {outcome.error_message} {outcome.logs}")
         inside.append(outcome.widget_s if outcome.widget_s is not None else float("nan"))
-    return walls, inside
+    return walls, inside, (time.thread_time() + _tree_cpu(runner) - cpu) / jobs
 
 
-async def _throughput(runner: Any, code: str, context: dict[str, Any], jobs: int, concurrency: int) -> float:
+async def _throughput(
+    runner: Any, code: str, context: dict[str, Any], jobs: int, concurrency: int, widget: str | None = None
+) -> float:
     semaphore = asyncio.Semaphore(concurrency)
 
     async def one() -> None:
         async with semaphore:
-            await runner.run(RunRequest(code=code, context=context, timeout_s=10))
+            await runner.run(_request(code, context, widget))
 
     started = time.perf_counter()
     await asyncio.gather(*(one() for _ in range(jobs)))
@@ -213,11 +270,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         listener = _listener()
         connect_port = int(listener.getsockname()[1])
         allow = (f"127.0.0.1:{http_port}", f"127.0.0.1:{https_port}", f"127.0.0.1:{connect_port}")
-        limits = {"memory_bytes": 256 << 20, "log_bytes": 64 << 10, "result_bytes": 256 << 10}
+        limits: dict[str, Any] = {"memory_bytes": 256 << 20, "log_bytes": 64 << 10, "result_bytes": 256 << 10}
         fresh = SubprocessRunner(SandboxLimits(**limits, first_uid=60200, slots=8, gid=65534))
         zygote = ZygoteRunner(SandboxConfig(**limits, first_uid=60300, slots=8, gid=65534, egress_allow=allow,
                                             extra_ca_file=str(ca)))  # fmt: skip
+        warm = ZygoteRunner(SandboxConfig(**limits, first_uid=60400, slots=8, gid=65534, egress_allow=allow,
+                                          extra_ca_file=str(ca)))  # fmt: skip
         layers = await zygote.start()
+        await warm.start()
         workloads = {
             "noop": (NOOP, NOOP, {}),
             "http": (FETCH.format(verify=""), FETCH.format(verify=""), {"url": f"http://127.0.0.1:{http_port}/"}),
@@ -228,21 +288,39 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             for name, (zygote_code, plain_code, context) in workloads.items():
                 floor = [_inproc(plain_code, context) for _ in range(args.jobs)]
+                floor_cpu = _inproc_cpu(plain_code, context, args.jobs)
                 floor_median = statistics.median(floor)
-                z_walls, z_inside = await _measure(zygote, zygote_code, context, args.jobs)
-                f_walls, _ = await _measure(fresh, RUNTIME + plain_code, context, args.fresh_jobs)
+                # Reuse off and on alternate in blocks, so that a change in the machine's load
+                # falls on both alike.
+                z_walls: list[float] = []
+                z_inside: list[float] = []
+                w_walls: list[float] = []
+                w_inside: list[float] = []
+                z_cpu = w_cpu = 0.0
+                blocks = 5
+                for _ in range(blocks):
+                    walls, inside, cpu = await _measure(zygote, zygote_code, context, max(1, args.jobs // blocks))
+                    z_walls, z_inside, z_cpu = z_walls + walls, z_inside + inside, z_cpu + cpu / blocks
+                    walls, inside, cpu = await _measure(warm, zygote_code, context, max(1, args.jobs // blocks), name)
+                    w_walls, w_inside, w_cpu = w_walls + walls, w_inside + inside, w_cpu + cpu / blocks
+                f_walls, _, f_cpu = await _measure(fresh, RUNTIME + plain_code, context, args.fresh_jobs)
                 z_rate = await _throughput(zygote, zygote_code, context, args.jobs, 4)
+                w_rate = await _throughput(warm, zygote_code, context, args.jobs, 4, name)
                 f_rate = await _throughput(fresh, RUNTIME + plain_code, context, args.fresh_jobs, 4)
                 z_overhead = [w - i for w, i in zip(z_walls, z_inside, strict=True)]
+                w_overhead = [w - i for w, i in zip(w_walls, w_inside, strict=True)]
                 rows = {
-                    "inproc": (floor, [0.0] * len(floor), len(floor) / sum(floor), None),
-                    "zygote": (z_walls, z_overhead, len(z_walls) / sum(z_walls), z_rate),
-                    "fresh": (f_walls, [w - floor_median for w in f_walls], len(f_walls) / sum(f_walls), f_rate),
-                }
-                for path, (walls, overhead, seq, conc) in rows.items():
+                    "inproc": (floor, [0.0] * len(floor), len(floor) / sum(floor), None, floor_cpu),
+                    "zygote": (z_walls, z_overhead, len(z_walls) / sum(z_walls), z_rate, z_cpu),
+                    "warm": (w_walls, w_overhead, len(w_walls) / sum(w_walls), w_rate, w_cpu),
+                    "fresh": (f_walls, [w - floor_median for w in f_walls], len(f_walls) / sum(f_walls), f_rate,
+                              f_cpu),
+                }  # fmt: skip
+                for path, (walls, overhead, seq, conc, cpu_per_job) in rows.items():
                     report["paths"].setdefault(path, {})[name] = {
                         "overhead_p50_ms": _pct(overhead, 0.5), "overhead_p99_ms": _pct(overhead, 0.99),
                         "wall_p50_ms": _pct(walls, 0.5), "wall_p99_ms": _pct(walls, 0.99),
+                        "cpu_per_job_ms": cpu_per_job * 1000,
                         "jobs_per_s": seq, "jobs_per_s_concurrency_4": conc, "jobs": len(walls),
                     }  # fmt: skip
             connects = await _connect_times(zygote, connect_port, args.connect_jobs)
@@ -256,6 +334,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             }
         finally:
             await zygote.close()
+            await warm.close()
             listener.close()
             http_server.shutdown()
             https_server.shutdown()
@@ -267,14 +346,14 @@ def _print(report: dict[str, Any]) -> bool:
     print("sandbox layers:", json.dumps(report["layers"]))
     print(
         f"{'path':8} {'workload':8} {'overhead p50':>13} {'p99':>8} {'wall p50':>10} {'p99':>8} "
-        f"{'jobs/s':>8} {'jobs/s c=4':>11}"
+        f"{'CPU/job':>9} {'jobs/s':>8} {'jobs/s c=4':>11}"
     )
-    for path in ("fresh", "zygote", "inproc"):
+    for path in ("fresh", "zygote", "warm", "inproc"):
         for workload, row in report["paths"][path].items():
             conc = row["jobs_per_s_concurrency_4"]
             print(f"{path:8} {workload:8} {row['overhead_p50_ms']:11.2f}ms {row['overhead_p99_ms']:6.2f}ms "
-                  f"{row['wall_p50_ms']:8.2f}ms {row['wall_p99_ms']:6.2f}ms {row['jobs_per_s']:8.1f} "
-                  f"{conc if conc is None else round(conc, 1)!s:>11}")  # fmt: skip
+                  f"{row['wall_p50_ms']:8.2f}ms {row['wall_p99_ms']:6.2f}ms {row['cpu_per_job_ms']:7.2f}ms "
+                  f"{row['jobs_per_s']:8.1f} {conc if conc is None else round(conc, 1)!s:>11}")  # fmt: skip
     connect = report["connect"]
     print(
         f"per-connection cost: brokered connect p50 {connect['brokered_p50_ms']:.3f} ms "
@@ -304,6 +383,7 @@ def main() -> None:
     parser.add_argument("--fresh-jobs", type=int, default=30, help="jobs per workload for (a), which is slow")
     parser.add_argument("--connect-jobs", type=int, default=30, help=f"jobs of {CONNECTIONS} connections each")
     args = parser.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))  # no per-worker lines
     report = asyncio.run(run(args))
     passed = _print(report)
     RESULTS.mkdir(exist_ok=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -10,7 +10,9 @@ from executor.zygote_runner import SandboxConfig, ZygoteRunner
 
 
 @asynccontextmanager
-async def zygote_runner(first_uid: int, slots: int, **extra: Any) -> AsyncIterator[ZygoteRunner]:
+async def zygote_runner(
+    first_uid: int, slots: int, on_retire: Callable[[str], None] | None = None, **extra: Any
+) -> AsyncIterator[ZygoteRunner]:
     """Started, with seccomp and Landlock checked present; closed on exit."""
     config = SandboxConfig(
         memory_bytes=256 * 1024 * 1024,
@@ -21,7 +23,7 @@ async def zygote_runner(first_uid: int, slots: int, **extra: Any) -> AsyncIterat
         gid=65534,
         **extra,
     )
-    runner = ZygoteRunner(config)
+    runner = ZygoteRunner(config, on_retire)
     layers = await runner.start()
     try:
         assert layers["seccomp"] and layers["landlock"], layers

@@ -49,6 +49,9 @@ def sandbox_config(settings: ExecutorSettings) -> SandboxConfig:
         open_files=settings.executor_open_files,
         file_bytes=settings.executor_file_size_bytes,
         threads=settings.executor_threads,
+        warm_workers=settings.executor_warm_workers,
+        warm_max_jobs=settings.executor_warm_max_jobs,
+        warm_idle_s=settings.executor_warm_idle_s,
     )
 
 
@@ -80,7 +83,9 @@ async def serve(settings: ExecutorSettings, stop: asyncio.Event) -> None:
     metrics = ExecutorMetrics(registry)
     health = Health()
     async with AsyncExitStack() as stack:
-        runner = ZygoteRunner(sandbox_config(settings))
+        runner = ZygoteRunner(
+            sandbox_config(settings), on_retire=lambda reason: metrics.worker_retirements.labels(reason).inc()
+        )
         stack.push_async_callback(runner.close)
         layers = await runner.start()
         for layer in REPORTED_LAYERS:

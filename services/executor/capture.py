@@ -15,6 +15,8 @@ from typing import Any, BinaryIO
 from executor.runner import RunOutcome
 
 _CHUNK = 64 * 1024
+# Error types of a process the sandbox had to stop, or that died: never reused, and they keep their status.
+STOPPED = ("memory", "cpu_limit", "crashed", "sandbox_failure")
 
 
 @dataclass
@@ -111,3 +113,30 @@ def build_outcome(
         return RunOutcome("ok", value=envelope.get("value"), **common)
     error = envelope.get("error") or {}
     return RunOutcome("error", error_type=str(error.get("type")), error_message=str(error.get("message")), **common)
+
+
+def with_denials(outcome: RunOutcome, denials: list[str]) -> RunOutcome:
+    """A refused connection fails the run as ``egress_denied``, even if the widget caught the
+    refusal. A process the sandbox had to stop (timeout, limits, crash) keeps that status,
+    which the kill metrics count, and the refusal is added to its message."""
+    if not denials:
+        return outcome
+    refusal = denials[0] + (f" (and {len(denials) - 1} more refusals)" if len(denials) > 1 else "")
+    if outcome.status == "timeout" or outcome.error_type in STOPPED:
+        return RunOutcome(**{**vars(outcome), "error_message": f"{outcome.error_message}; before that, {refusal}"})
+    if outcome.status == "ok":
+        message = f"{refusal}; the widget caught the refusal and returned normally"
+    else:
+        message = f"{refusal}; the widget then ended with {outcome.error_type}: {outcome.error_message}"
+    return RunOutcome(**{**vars(outcome), "status": "error", "value": None, "error_type": "egress_denied",
+                         "error_message": message})  # fmt: skip
+
+
+def with_widget_time(outcome: RunOutcome, result: Capture) -> RunOutcome:
+    try:
+        elapsed = json.loads(result.data).get("elapsed_s") if result.data else None
+    except (ValueError, AttributeError):
+        elapsed = None
+    if not isinstance(elapsed, int | float):
+        return outcome
+    return RunOutcome(**{**vars(outcome), "widget_s": float(elapsed)})

@@ -103,6 +103,8 @@ class JobHandler:
             self.metrics.widget_duration.labels(result.status).observe(outcome.duration_s)
             if outcome.widget_s is not None:
                 self.metrics.sandbox_overhead.observe(max(0.0, outcome.duration_s - outcome.widget_s))
+            if outcome.worker_start is not None:
+                self.metrics.workers.labels(outcome.worker_start).inc()
             if (reason := kill_reason(outcome)) is not None:
                 self.metrics.kills.labels(reason).inc()
         await self._publish(result, delivery.reply_to, delivery.correlation_id)
@@ -130,6 +132,8 @@ class JobHandler:
                     context=job.context.model_dump(),
                     timeout_s=min(job.timeout_s, remaining),
                     secrets=secrets,
+                    business_id=job.business_id,
+                    widget_id=job.widget_id,
                 )
             )
         finally:

@@ -38,6 +38,19 @@ class ExecutorMetrics:
             ["reason"],
             registry=registry,
         )
+        self.workers = Counter(
+            "executor_workers_total",
+            "Widget jobs by the process that ran them: warm (a worker of the same widget, reused) or fresh.",
+            ["start"],
+            registry=registry,
+        )
+        self.worker_retirements = Counter(
+            "executor_worker_retirements_total",
+            "Warm-eligible widget processes killed, by reason (unclean, thread_left, max_jobs, idle, evicted, "
+            "cpu_budget, egress_denied, exited, died, unreachable, zygote_gone, shutdown).",
+            ["reason"],
+            registry=registry,
+        )
         self.isolation_layer = Gauge(
             "executor_isolation_layer",
             "1 when an isolation layer is active in this executor's sandbox, else 0.",

@@ -1,7 +1,7 @@
 """The runner port: how a widget's code gets executed in isolation.
 
-One small interface so the isolation strategy (a fresh process per job today,
-a warm sandbox later) can change without touching the job handler.
+One small interface so the isolation strategy (a process per job, or warm
+workers per widget) can change without touching the job handler.
 """
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ class RunRequest:
     context: dict[str, Any]
     timeout_s: float
     secrets: dict[str, str] = field(default_factory=dict)
+    # Whose code this is: a runner may reuse a process only for jobs of the same
+    # business, widget and code. Without them, every job gets a process of its own.
+    business_id: str | None = None
+    widget_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,8 @@ class RunOutcome:
     logs_truncated: bool = False
     # Time spent in widget code itself, when the sandbox measured it; the rest is overhead.
     widget_s: float | None = None
+    # "warm" when a process that had run this widget before ran the job, "fresh" when a new one did.
+    worker_start: Literal["warm", "fresh"] | None = None
 
 
 class WidgetRunner(Protocol):

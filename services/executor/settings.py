@@ -23,6 +23,11 @@ class ExecutorSettings(CommonSettings):
     executor_open_files: int = Field(default=64, ge=16)
     executor_file_size_bytes: int = Field(default=1024 * 1024, ge=0)
     executor_threads: int = Field(default=32, ge=1)
+    # Warm workers: a process that ran a widget's job cleanly takes the next jobs of the same
+    # business, widget and code (docs/sandbox.md#warm-workers); false: one job per process.
+    executor_warm_workers: bool = True
+    executor_warm_max_jobs: int = Field(default=500, ge=1)
+    executor_warm_idle_s: float = Field(default=60.0, gt=0)
     # Widgets may reach public addresses on these ports; EXECUTOR_EGRESS_ALLOW adds
     # "ip:port" or "cidr:port" entries (comma-separated) that are private, e.g. a local mock API.
     executor_egress_ports: str = Field(default="80,443", pattern=r"^\d+(,\d+)*$")

@@ -8,6 +8,13 @@ child ends with the uid and limits straight to a spare, writes the request,
 reads the capped outputs and kills the child's process group at the wall-time limit.
 For the length of the job it serves the spare's channel as the widget's egress
 supervisor (egress/supervisor.py): the only way the widget gets a network connection.
+
+A job that names its business and widget may leave its child as a *warm worker*
+(workers.py): after a clean job (result delivered, no limit hit, no refusal, no
+thread left but the main one) the child keeps its uid slot and takes the next job
+of the same business, widget and code, with fresh pipes, until it has run
+``warm_max_jobs`` jobs, idled ``warm_idle_s`` seconds, or would need more CPU than
+its hard limit. Any other ending kills it, as a one-shot child always is.
 """
 
 from __future__ import annotations
@@ -20,18 +27,28 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
 
-from executor.capture import Capture, build_outcome, collect, open_pipe, read_pipe_capped
+from executor.capture import (
+    STOPPED,
+    Capture,
+    build_outcome,
+    collect,
+    open_pipe,
+    read_pipe_capped,
+    with_denials,
+    with_widget_time,
+)
 from executor.egress.policy import EgressPolicy
-from executor.egress.supervisor import JobEgress
+from executor.egress.supervisor import JobEgress, refuse_pending
 from executor.runner import RunOutcome, RunRequest
-from executor.slots import UidSlots
-from executor.thread_cap import ThreadCap
+from executor.thread_cap import ThreadCap, threads_of
+from executor.workers import Worker, WorkerKey, WorkerPool, cpu_seconds_of, worker_key
 
 log = structlog.get_logger(__name__)
 
@@ -39,8 +56,10 @@ _PIPE_GRACE_S = 1.0
 _ZYGOTE_ANSWER_S = 10.0
 _MAX_MESSAGE = 64 * 1024
 _MAX_SPARES = 4
-_STOPPED = ("memory", "cpu_limit", "crashed", "sandbox_failure")
 _DNS_THREADS = 4
+# A warm worker's RLIMIT_CPU hard limit: this many times its first job's CPU seconds.
+# Its jobs' soft limits move up under it; it is retired before a job would need more.
+_CPU_BUDGET_JOBS = 4
 _RUNTIME_PATHS = ("/usr", "/lib", "/lib64", "/bin", "/etc/ssl", "/etc/ca-certificates", "/usr/share/zoneinfo")
 _SYSTEM_FILES = (
     "/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/gai.conf", "/etc/host.conf",
@@ -66,6 +85,12 @@ class SandboxConfig:
     open_files: int = 64
     file_bytes: int = 1024 * 1024
     threads: int = 32
+    warm_workers: bool = True
+    warm_max_jobs: int = 500
+    warm_idle_s: float = 60.0
+    # CPU seconds per job; None: the job's timeout plus a second, so the wall-time limit
+    # comes first for a one-thread widget. Tests set it below the timeout to reach it first.
+    job_cpu_seconds: int | None = None
     python: str = sys.executable
 
     def zygote_config(self) -> dict[str, Any]:
@@ -107,10 +132,11 @@ class _Zygote:
 
 
 class ZygoteRunner:
-    def __init__(self, config: SandboxConfig) -> None:
+    def __init__(self, config: SandboxConfig, on_retire: Callable[[str], None] | None = None) -> None:
         self._config = config
         self._drop_privileges = os.geteuid() == 0
-        self._slots = UidSlots(config.first_uid, config.slots)
+        self._pool = WorkerPool(config.first_uid, config.slots, config.warm_idle_s, self._retire)
+        self._on_retire = on_retire
         self._policy = EgressPolicy.parse(config.connect_ports, config.egress_allow)
         # Widgets' name lookups get threads of their own: a slow DNS never holds the loop's default pool.
         self._resolver: ThreadPoolExecutor | None = None
@@ -127,6 +153,7 @@ class ZygoteRunner:
         if self._resolver is not None:
             self._resolver.shutdown(wait=False, cancel_futures=True)
             self._resolver = None
+        self._pool.retire_all("shutdown")
         zygote, self._zygote = self._zygote, None
         if zygote is None:
             return
@@ -144,65 +171,162 @@ class ZygoteRunner:
             await zygote.process.wait()
 
     async def run(self, request: RunRequest) -> RunOutcome:
-        async with self._slots.take() as uid:
-            return await self._run_as(uid, request)
+        key = worker_key(request.business_id, request.widget_id, request.code) if self._config.warm_workers else None
+        taken = await self._pool.acquire(key)
+        kept: Worker | None = None
+        try:
+            outcome, kept = await self._run_as(taken, key, request)
+            return outcome
+        finally:
+            if kept is not None:
+                self._pool.park(kept)
+            else:
+                if isinstance(taken, Worker):
+                    self._retire(taken, "unclean")  # if not already: a slot's uid never has two processes
+                self._pool.release(taken.uid if isinstance(taken, Worker) else taken)
 
-    async def _run_as(self, uid: int, request: RunRequest) -> RunOutcome:
+    async def _run_as(
+        self, taken: Worker | int, key: WorkerKey | None, request: RunRequest
+    ) -> tuple[RunOutcome, Worker | None]:
+        """The outcome, and the worker when it may take the next job of its key."""
         zygote = await self._ensure_zygote()
+        cpu_seconds = self._config.job_cpu_seconds or max(1, int(request.timeout_s) + 1)
         request_r, request_w = os.pipe()
         log_r, log_w = os.pipe()
         result_r, result_w = os.pipe()
         started = time.perf_counter()
         try:
-            pid, channel = await self._dispatch(zygote, self._assignment(uid, request), [request_r, log_w, result_w])
+            worker, warm = await self._assign(zygote, taken, key, cpu_seconds, [request_r, log_w, result_w])
         except BaseException as exc:
             for fd in (request_w, log_r, result_r):
                 os.close(fd)
             if not isinstance(exc, SandboxFailure):
                 raise
-            return RunOutcome(
+            failed = RunOutcome(
                 "error", time.perf_counter() - started, error_type="sandbox_failure", error_message=str(exc)
             )
+            return failed, None
         finally:
             for fd in (request_r, log_w, result_w):
                 os.close(fd)
-        # The child has its job: from here it is killed and forgotten on every way out.
+        # The child has its job: from here it is parked for the next job, or killed and forgotten.
+        pid, retirement = worker.pid, "unclean"
+        worker.jobs += 1
         if self._resolver is None:
             self._resolver = ThreadPoolExecutor(_DNS_THREADS, thread_name_prefix="egress-dns")
-        egress = JobEgress(self._policy, channel, request.timeout_s, self._resolver)
+        egress = JobEgress(self._policy, worker.channel, request.timeout_s, self._resolver)
         egress.start()
         pipes = (
             asyncio.create_task(read_pipe_capped(open_pipe(log_r), self._config.log_bytes)),
             asyncio.create_task(read_pipe_capped(open_pipe(result_r), self._config.result_bytes + 1)),
         )
         try:
-            await self._write_request(request_w, request)
-            exit_code, timed_out = await self._await_end(zygote, pid, pipes, request.timeout_s)
-        except SandboxFailure as exc:
-            await collect(pipes, _PIPE_GRACE_S)
-            return RunOutcome(
-                "error", time.perf_counter() - started, error_type="sandbox_failure", error_message=str(exc)
+            try:
+                await self._write_request(request_w, request)
+                exit_code, timed_out = await self._await_end(zygote, pid, pipes, request.timeout_s)
+            except SandboxFailure as exc:
+                _kill_group(pid)
+                await collect(pipes, _PIPE_GRACE_S)
+                failed = RunOutcome(
+                    "error", time.perf_counter() - started, error_type="sandbox_failure", error_message=str(exc)
+                )
+                return failed, None
+            except BaseException:
+                for task in pipes:
+                    task.cancel()
+                raise
+            delivered = not timed_out and bool(pipes[1].result().data)
+            if not delivered:
+                _kill_group(pid)  # whatever the widget left in its session dies with it
+            egress.stop()
+            duration = time.perf_counter() - started
+            logs, result = await collect(pipes, _PIPE_GRACE_S)
+            outcome = build_outcome(
+                exit_code=exit_code,
+                timed_out=timed_out,
+                duration=duration,
+                logs=logs,
+                result=result,
+                timeout=request.timeout_s,
+                result_limit=self._config.result_bytes,
             )
-        except BaseException:
-            for task in pipes:
-                task.cancel()
-            raise
+            outcome = with_denials(with_widget_time(outcome, result), egress.denials)
+            outcome = replace(outcome, worker_start="warm" if warm else "fresh")
+            if delivered and worker.key is not None:
+                retirement = self._retirement(zygote, worker, outcome, egress.denials) or ""
+            return outcome, worker if not retirement else None
         finally:
-            _kill_group(pid)  # whatever the widget left in its session dies with it
-            egress.close()
+            egress.stop()
             zygote.exits.pop(pid, None)
-        duration = time.perf_counter() - started
-        logs, result = await collect(pipes, _PIPE_GRACE_S)
-        outcome = build_outcome(
-            exit_code=exit_code,
-            timed_out=timed_out,
-            duration=duration,
-            logs=logs,
-            result=result,
-            timeout=request.timeout_s,
-            result_limit=self._config.result_bytes,
-        )
-        return _with_denials(_with_widget_time(outcome, result), egress.denials)
+            if retirement:
+                self._retire(worker, retirement)
+
+    async def _assign(
+        self, zygote: _Zygote, taken: Worker | int, key: WorkerKey | None, cpu_seconds: int, fds: list[int]
+    ) -> tuple[Worker, bool]:
+        """Send the job to ``taken`` if it is a worker that can take it (True), else to a spare."""
+        if isinstance(taken, Worker):
+            if taken.zygote is not zygote:
+                self._retire(taken, "zygote_gone")
+            elif taken.cpu_used_s + cpu_seconds + 1 > taken.cpu_hard_s:
+                self._retire(taken, "cpu_budget")
+            elif self._reassign(zygote, taken, cpu_seconds, fds):
+                return taken, True
+            else:
+                self._retire(taken, "unreachable")
+            uid = taken.uid
+        else:
+            uid = taken
+        # One-shot: the hard limit a second past the soft one, as ever. Warm: a lifetime budget.
+        hard = cpu_seconds + 1 if key is None else cpu_seconds * _CPU_BUDGET_JOBS
+        assignment = self._assignment(uid, cpu_seconds, hard, warm=key is not None)
+        pid, channel = await self._dispatch(zygote, assignment, fds)
+        return Worker(pid=pid, channel=channel, uid=uid, key=key, cpu_hard_s=hard, zygote=zygote), False
+
+    @staticmethod
+    def _reassign(zygote: _Zygote, worker: Worker, cpu_seconds: int, fds: list[int]) -> bool:
+        """The next job to an idle worker, over its channel; False if it is gone."""
+        dropped = refuse_pending(worker.channel)
+        if dropped:
+            log.warning("sandbox.egress_between_jobs", pid=worker.pid, requests=dropped)
+        zygote.exits[worker.pid] = asyncio.get_running_loop().create_future()
+        data = json.dumps({"limits": {"cpu_seconds": cpu_seconds}, "warm": True}).encode()
+        try:
+            socket.send_fds(worker.channel, [data], fds)
+        except OSError:
+            zygote.exits.pop(worker.pid, None)
+            return False
+        return True
+
+    def _retirement(self, zygote: _Zygote, worker: Worker, outcome: RunOutcome, denials: list[str]) -> str | None:
+        """Why a worker that delivered its result may not take another job; None if it may."""
+        if outcome.error_type in STOPPED:
+            return "unclean"
+        if denials:
+            return "egress_denied"
+        if worker.jobs >= self._config.warm_max_jobs:
+            return "max_jobs"
+        if not zygote.alive or zygote is not self._zygote:
+            return "zygote_gone"
+        threads, used = threads_of(worker.pid), cpu_seconds_of(worker.pid)
+        if threads is None or used is None:
+            return "exited"  # e.g. widget code kept a copy of a job's pipe: the worker exits to close it
+        if threads != 1:
+            return "thread_left"
+        worker.cpu_used_s = used
+        return None
+
+    def _retire(self, worker: Worker, reason: str) -> None:
+        if worker.retired:
+            return
+        worker.retired = True
+        if reason != "died":  # reaped already: its pid may be another process's by now
+            _kill_group(worker.pid)
+        worker.channel.close()
+        if worker.key is not None:
+            log.debug("sandbox.worker_retired", pid=worker.pid, reason=reason, jobs=worker.jobs)
+            if self._on_retire is not None:
+                self._on_retire(reason)
 
     async def _dispatch(self, zygote: _Zygote, assignment: dict[str, Any], fds: list[int]) -> tuple[int, socket.socket]:
         """Send one job to a waiting spare; returns its pid and channel, which the caller
@@ -260,17 +384,19 @@ class ZygoteRunner:
         except TimeoutError:
             return 0, True
 
-    def _assignment(self, uid: int, request: RunRequest) -> dict[str, Any]:
+    def _assignment(self, uid: int, cpu_seconds: int, cpu_hard_seconds: int, *, warm: bool) -> dict[str, Any]:
         config = self._config
         return {
             "uid": uid if self._drop_privileges else None,
             "gid": config.gid if self._drop_privileges else None,
             "limits": {
                 "memory_bytes": config.memory_bytes,
-                "cpu_seconds": max(1, int(request.timeout_s) + 1),
+                "cpu_seconds": cpu_seconds,
+                "cpu_hard_seconds": cpu_hard_seconds,
                 "open_files": config.open_files,
                 "file_bytes": config.file_bytes,
             },
+            "warm": warm,
         }
 
     @staticmethod
@@ -373,6 +499,7 @@ class ZygoteRunner:
                 spare = zygote.spares.pop(message["pid"], None)
                 if spare is not None:
                     spare.close()  # died before it had a job
+                self._pool.forget(message["pid"])  # an idle worker that died by itself
                 exit_future = zygote.exits.get(message["pid"])
                 if exit_future is not None and not exit_future.done():
                     exit_future.set_result(message["status"])
@@ -383,6 +510,7 @@ class ZygoteRunner:
         zygote.alive = False
         asyncio.get_running_loop().remove_reader(zygote.control.fileno())
         zygote.release()
+        self._pool.retire_all("zygote_gone")  # its idle workers would take no job from the next zygote
         zygote.spare_ready.set()  # waiters see it is gone
         _fail(zygote.exits, SandboxFailure("the sandbox zygote exited; it restarts for the next job"))
         log.error("sandbox.zygote_died")
@@ -399,30 +527,3 @@ def _fail(exits: dict[int, asyncio.Future[int]], failure: SandboxFailure) -> Non
 def _kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-
-
-def _with_denials(outcome: RunOutcome, denials: list[str]) -> RunOutcome:
-    """A refused connection fails the run as ``egress_denied``, even if the widget caught the
-    refusal. A process the sandbox had to stop (timeout, limits, crash) keeps that status,
-    which the kill metrics count, and the refusal is added to its message."""
-    if not denials:
-        return outcome
-    refusal = denials[0] + (f" (and {len(denials) - 1} more refusals)" if len(denials) > 1 else "")
-    if outcome.status == "timeout" or outcome.error_type in _STOPPED:
-        return RunOutcome(**{**vars(outcome), "error_message": f"{outcome.error_message}; before that, {refusal}"})
-    if outcome.status == "ok":
-        message = f"{refusal}; the widget caught the refusal and returned normally"
-    else:
-        message = f"{refusal}; the widget then ended with {outcome.error_type}: {outcome.error_message}"
-    return RunOutcome(**{**vars(outcome), "status": "error", "value": None, "error_type": "egress_denied",
-                         "error_message": message})  # fmt: skip
-
-
-def _with_widget_time(outcome: RunOutcome, result: Capture) -> RunOutcome:
-    try:
-        elapsed = json.loads(result.data).get("elapsed_s") if result.data else None
-    except (ValueError, AttributeError):
-        elapsed = None
-    if not isinstance(elapsed, int | float):
-        return outcome
-    return RunOutcome(**{**vars(outcome), "widget_s": float(elapsed)})

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from executor.egress.policy import EgressPolicy
-from executor.egress.supervisor import JobEgress
+from executor.egress.supervisor import JobEgress, refuse_pending
 
 
 @pytest.fixture
@@ -128,5 +128,35 @@ async def test_an_fd_that_is_not_a_socket_is_dropped_and_serving_goes_on(
     finally:
         os.close(read_fd)
         os.close(write_fd)
+    assert answer == {"ok": True}
+    os.close(fds[0])
+
+
+async def test_requests_sent_between_jobs_are_dropped_unanswered_and_the_next_job_is_served(
+    widget_end: tuple[socket.socket, JobEgress], listener: socket.socket
+) -> None:
+    channel, egress = widget_end
+    egress.stop()  # the job ended; the worker waits for its next one
+    listener.setblocking(False)
+    waiting = []
+    for _ in range(3):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        socket.send_fds(channel, [_connect("127.0.0.1", listener.getsockname()[1])], [theirs.fileno()])
+        theirs.close()
+        waiting.append(ours)
+    assert refuse_pending(egress._channel) == 3
+    for ours in waiting:
+        with ours:
+            assert ours.recv(4096) == b"", "no answer: the other end was closed"
+    with pytest.raises(BlockingIOError):
+        listener.accept()
+    with ThreadPoolExecutor(1) as resolver:
+        next_job = JobEgress(EgressPolicy.parse([80, 443], [f"127.0.0.1:{listener.getsockname()[1]}"]),
+                             egress._channel, 5.0, resolver)  # fmt: skip
+        next_job.start()
+        try:
+            answer, fds = await _ask(channel, _connect("127.0.0.1", listener.getsockname()[1]))
+        finally:
+            next_job.stop()
     assert answer == {"ok": True}
     os.close(fds[0])

@@ -12,7 +12,8 @@ have several requests in flight):
 Everything the widget sends is hostile input: it is bounded, validated, and a
 request that makes no sense gets an error, never an exception in the executor.
 Every refusal is remembered, so the run is reported ``egress_denied`` whatever the
-widget did with the exception.
+widget did with the exception. Between the jobs of a warm worker nobody serves its
+channel, and what it sent meanwhile is dropped unanswered (``refuse_pending``).
 """
 
 from __future__ import annotations
@@ -75,11 +76,15 @@ class JobEgress:
         self._loop.add_reader(self._channel.fileno(), self._on_readable)
         self._reading = True
 
-    def close(self) -> None:
-        """Stop serving (the job is over): pending connections are abandoned and closed."""
+    def stop(self) -> None:
+        """Stop serving (the job is over): pending connections are abandoned and closed.
+        The channel stays open, for a warm worker's next job."""
         self._stop_reading()
         for task in self._tasks:
             task.cancel()
+
+    def close(self) -> None:
+        self.stop()
         self._channel.close()
 
     def _stop_reading(self) -> None:
@@ -250,6 +255,24 @@ class JobEgress:
         except socket.gaierror as exc:
             raise _error("resolve", exc.errno or socket.EAI_NONAME, f"{host}: {exc.strerror}") from None
         return _addresses(infos)
+
+
+def refuse_pending(channel: socket.socket) -> int:
+    """Drop every request a worker sent while it had no job (their answer ends close, so its
+    ``connect`` fails): egress is served only while a job runs. Returns how many were dropped."""
+    dropped = 0
+    while True:
+        try:
+            data, fds, _, _ = socket.recv_fds(channel, _MAX_REQUEST, 1, socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC)
+        except (BlockingIOError, InterruptedError):
+            return dropped
+        except OSError:
+            return dropped  # the worker is gone; dispatching to it finds out
+        for fd in fds:
+            socket.close(fd)
+        if not data and not fds:
+            return dropped
+        dropped += 1
 
 
 def literal_addresses(host: str, port: int, family: int = socket.AF_UNSPEC) -> list[Resolved] | None:

@@ -8,9 +8,9 @@ seccomp.py). Before its job arrives, the spare does what does not depend on it:
 2. no_new_privs, undumpable.
 3. Landlock: read-only runtime, no writes, TCP connect only to allowed ports.
 
-Then it blocks on its channel for exactly one assignment (uid, limits and the job's
-three pipes); it is never reused. The channel stays open for the job: it is how the
-widget asks the executor for its network connections. With its job it:
+Then it blocks on its channel for an assignment (uid, limits and the job's three
+pipes). The channel stays open for the job: it is how the widget asks the executor
+for its network connections. With its first job it:
 
 4. sends stdout/stderr to the log pipe;
 5. sets rlimits: address space, CPU seconds, open files, file size, no core files
@@ -20,7 +20,15 @@ widget asks the executor for its network connections. With its job it:
 7. loads its own seccomp filter: no uid changes, no new processes, signals to itself only
    (the common filter it inherited already refuses it every network socket);
 8. installs the brokered sockets (egress.py), then runs the widget: ``get_sidebar_data(context)``.
-The result envelope goes to the result pipe; the process then exits at once.
+
+The result envelope goes to the result pipe, and the job's pipes are closed. A
+one-shot child then exits. A *warm worker* (the assignment says ``warm``) waits on
+its channel for the next job, which the executor sends only for the same business,
+widget and code: every layer above stays in force, and per job it re-points
+stdout/stderr at the new log pipe, moves its CPU limit on by the job's seconds (the
+hard limit, fixed at the first job, bounds its whole life) and runs the code,
+compiled once, in a fresh namespace with fresh helpers. Only process-level state
+(imported modules, interpreter caches) carries over (docs/sandbox.md#warm-workers).
 """
 
 from __future__ import annotations
@@ -28,12 +36,15 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
+import math
 import os
 import resource
+import signal
 import socket
 import sys
 import time
 import traceback
+from types import CodeType
 from typing import Any, NoReturn
 
 from executor.sandbox import egress, landlock, seccomp
@@ -42,15 +53,25 @@ from executor.sandbox.runtime import widget_builtins
 WIDGET_FILENAME = "<widget>"
 _PR_SET_NO_NEW_PRIVS, _PR_SET_DUMPABLE = 38, 4
 _MAX_ASSIGNMENT = 64 * 1024
+_TIMERS = (signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF)
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
 def _apply_limits(limits: dict[str, int]) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_AS, (limits["memory_bytes"], limits["memory_bytes"]))
-    resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu_seconds"], limits["cpu_seconds"] + 1))
+    resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu_seconds"], limits["cpu_hard_seconds"]))
     resource.setrlimit(resource.RLIMIT_NOFILE, (limits["open_files"], limits["open_files"]))
     resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_bytes"], limits["file_bytes"]))
+
+
+def _extend_cpu_limit(seconds: int) -> None:
+    """RLIMIT_CPU counts the process's whole life: the next job gets ``seconds`` past what
+    is spent, under the hard limit set with the first job (the executor retires a worker
+    before a job would need more)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    resource.setrlimit(resource.RLIMIT_CPU, (min(math.ceil(usage.ru_utime + usage.ru_stime) + seconds, hard), hard))
 
 
 def _drop_privileges(uid: int | None, gid: int | None) -> None:
@@ -72,21 +93,47 @@ def _failure(kind: str, exc: BaseException) -> dict[str, Any]:
     return {"ok": False, "error": {"type": kind, "message": message}}
 
 
-def _run_widget(request: dict[str, Any]) -> dict[str, Any]:
-    namespace: dict[str, Any] = {"__name__": "widget", "__builtins__": widget_builtins(request.get("secrets") or {})}
-    try:
-        exec(compile(request["code"], WIDGET_FILENAME, "exec"), namespace)  # noqa: S102 - the point of the sandbox
-        function = namespace.get("get_sidebar_data")
-        if not callable(function):
-            return {"ok": False, "error": {"type": "invalid_widget", "message": "get_sidebar_data is not defined"}}
-        return {"ok": True, "value": function(request["context"])}
-    except MemoryError as exc:
-        return _failure("memory", exc)
-    except SyntaxError as exc:
-        return {"ok": False, "error": {"type": "invalid_widget", "message": f"line {exc.lineno}: {exc.msg}"}}
-    except BaseException as exc:  # noqa: BLE001 - SystemExit and friends are widget failures too
-        # A refused connection is reported by the executor, which made the refusal.
-        return _failure("exception", exc)
+class _Widget:
+    """The widget code of this process, compiled once; each run gets a fresh namespace."""
+
+    def __init__(self) -> None:
+        self._source: str | None = None
+        self._code: CodeType | None = None
+        self._namespace: dict[str, Any] = {}
+
+    def compiled(self, source: str) -> CodeType:
+        if self._code is None or source != self._source:
+            self._code, self._source = compile(source, WIDGET_FILENAME, "exec"), source
+        return self._code
+
+    def run(self, request: dict[str, Any]) -> dict[str, Any]:
+        namespace = self._namespace = {
+            "__name__": "widget",
+            "__builtins__": widget_builtins(request.get("secrets") or {}),
+        }
+        try:
+            exec(self.compiled(request["code"]), namespace)  # noqa: S102 - the point of the sandbox
+            function = namespace.get("get_sidebar_data")
+            if not callable(function):
+                return {"ok": False, "error": {"type": "invalid_widget", "message": "get_sidebar_data is not defined"}}
+            return {"ok": True, "value": function(request["context"])}
+        except MemoryError as exc:
+            return _failure("memory", exc)
+        except SyntaxError as exc:
+            return {"ok": False, "error": {"type": "invalid_widget", "message": f"line {exc.lineno}: {exc.msg}"}}
+        except BaseException as exc:  # noqa: BLE001 - SystemExit and friends are widget failures too
+            # A refused connection is reported by the executor, which made the refusal.
+            return _failure("exception", exc)
+
+    def clear(self) -> None:
+        """Drop the run's namespace and helpers (secrets included). Functions and namespace refer
+        to each other: breaking the cycle frees the run's objects, and closes their files, now,
+        while the job's log still takes what their finalizers print."""
+        namespace, self._namespace = self._namespace, {}
+        builtins = namespace.get("__builtins__")
+        namespace.clear()
+        if isinstance(builtins, dict):
+            builtins.clear()
 
 
 def _encode(envelope: dict[str, Any]) -> bytes:
@@ -116,12 +163,14 @@ def _read_request(fd: int) -> dict[str, Any]:
     return request
 
 
-def _prepare(config: dict[str, Any], channel: socket.socket) -> bytes | None:
+def _prepare(config: dict[str, Any], channel: socket.socket) -> tuple[bytes | None, int]:
     """The job-independent layers, applied while the spare waits; returns this child's
-    seccomp program, built now and loaded once the job has switched the uid."""
+    seccomp program, built now and loaded once the job has switched the uid, and an fd
+    on /dev/null for stdout/stderr between jobs (opened now: Landlock refuses it later)."""
     os.setsid()
     ruleset = config.get("landlock_ruleset")
     _close_fds_except({0, 1, 2, channel.fileno(), *([ruleset] if ruleset is not None else [])})
+    quiet = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
     _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
     if config["layers"].get("landlock") and ruleset is not None:
@@ -130,12 +179,13 @@ def _prepare(config: dict[str, Any], channel: socket.socket) -> bytes | None:
         os.close(ruleset)
     compiled = config.get("seccomp_filter")
     if config["layers"].get("seccomp") and compiled is not None:
-        return seccomp.child_program(compiled, os.getpid())
-    return None
+        return seccomp.child_program(compiled, os.getpid()), quiet
+    return None, quiet
 
 
 def _await_assignment(channel: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
-    """One job from the executor, or None when the zygote retired this spare or died."""
+    """One job from the executor, or None when the zygote or executor retired this process."""
+    channel.setblocking(True)
     data, fds, _, _ = socket.recv_fds(channel, _MAX_ASSIGNMENT, 3)
     if not data or len(fds) != 3:
         for fd in fds:
@@ -145,45 +195,101 @@ def _await_assignment(channel: socket.socket) -> tuple[dict[str, Any], list[int]
     return assignment, fds
 
 
-def serve_one(config: dict[str, Any], channel: socket.socket) -> NoReturn:
-    """A spare's whole life: prepare, wait for one job, run it, exit with ``os._exit``."""
+def _deliver(envelope: dict[str, Any], result_fd: int) -> None:
+    sys.stdout.flush()
+    view = memoryview(_encode(envelope))
+    while view:
+        view = view[os.write(result_fd, view) :]
+    sys.stderr.flush()
+
+
+def _end_job(result_fd: int, quiet: int, *, warm: bool) -> bool:
+    """Close the job's pipes (stdout/stderr go to /dev/null): the executor has everything
+    without waiting for this process to exit or to take another job. True when it may
+    take another: it is warm and widget code holds no copy of a pipe (``os.dup``), which
+    only this process's exit would close."""
+    sys.stdout.flush()  # what the run's finalizers printed belongs to its log
+    sys.stderr.flush()
+    pipes = {_identity(result_fd), _identity(1)}
+    os.close(result_fd)
+    os.dup2(quiet, 1)
+    os.dup2(quiet, 2)
+    if not warm:
+        return False  # exiting anyway
+    for fd in range(3, resource.getrlimit(resource.RLIMIT_NOFILE)[1]):
+        try:
+            if _identity(fd) in pipes:
+                return False
+        except OSError:
+            continue  # not open
+    return True
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    status = os.fstat(fd)
+    return status.st_dev, status.st_ino
+
+
+def _start_job(log_fd: int) -> None:
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+
+
+def _between_jobs() -> None:
+    """No widget code may run while the worker waits: no timer is left to fire a handler."""
+    for timer in _TIMERS:
+        signal.setitimer(timer, 0)
+    signal.signal(signal.SIGXCPU, signal.SIG_DFL)
+
+
+def serve(config: dict[str, Any], channel: socket.socket) -> NoReturn:
+    """A child's whole life: prepare, run its job (and, warm, the next jobs of the same
+    widget), exit with ``os._exit``."""
     code = 70
     try:
         program: bytes | None = None
+        quiet = -1
         try:
-            program = _prepare(config, channel)
+            program, quiet = _prepare(config, channel)
             unprepared: BaseException | None = None
         except Exception as exc:  # noqa: BLE001 - reported to the job's log, where someone reads it
             unprepared = exc
         assigned = _await_assignment(channel)
         if assigned is None:
             os._exit(0)  # retired unassigned: the zygote or executor closed the channel
-        assignment, (request_fd, log_fd, result_fd) = assigned
-        os.dup2(log_fd, 1)
-        os.dup2(log_fd, 2)
-        os.close(log_fd)
-        if unprepared is not None:
-            raise unprepared
-        _apply_limits(assignment["limits"])
-        _drop_privileges(assignment.get("uid"), assignment.get("gid"))
-        _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)  # a uid change resets it to fs.suid_dumpable
-        request = _read_request(request_fd)
-        if program is not None:
-            seccomp.install_child(program)
-        egress.install(channel)
-        started = time.perf_counter()
-        envelope = _run_widget(request)
-        envelope["elapsed_s"] = time.perf_counter() - started
-        sys.stdout.flush()
-        payload = _encode(envelope)
-        view = memoryview(payload)
-        while view:
-            view = view[os.write(result_fd, view) :]
+        widget, first = _Widget(), True
+        while assigned is not None:
+            assignment, (request_fd, log_fd, result_fd) = assigned
+            _start_job(log_fd)
+            if unprepared is not None:
+                raise unprepared
+            if first:
+                _apply_limits(assignment["limits"])
+                _drop_privileges(assignment.get("uid"), assignment.get("gid"))
+                _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)  # a uid change resets it to fs.suid_dumpable
+            else:
+                _extend_cpu_limit(assignment["limits"]["cpu_seconds"])
+            request = _read_request(request_fd)
+            if first:
+                if program is not None:
+                    seccomp.install_child(program)
+                egress.install(channel)
+                first = False
+            started = time.perf_counter()
+            envelope = widget.run(request)
+            envelope["elapsed_s"] = time.perf_counter() - started
+            _deliver(envelope, result_fd)
+            del envelope
+            warm = bool(assignment.get("warm"))
+            if warm:
+                widget.clear()  # before the pipes close: a file the run left open may be a copy of one
+            if not _end_job(result_fd, quiet, warm=warm):
+                break  # exiting closes every copy of the pipes
+            _between_jobs()
+            assigned = _await_assignment(channel)
         code = 0
-        # Close the pipes before exiting: the executor has everything without waiting for teardown.
-        sys.stderr.flush()
-        for fd in (result_fd, 1, 2):
-            os.close(fd)
     except BaseException as exc:  # noqa: BLE001 - the parent reports a child without a result as crashed
         # Plain os.write: no allocation-heavy formatting, no source lookups under Landlock.
         with contextlib.suppress(BaseException):

@@ -9,7 +9,8 @@ It keeps a few *spares*: children forked ahead of their jobs, which apply the
 job-independent layers and wait on a private channel for one assignment (see
 child.py). Each spare's channel goes to the executor, which dispatches a job to
 it directly, so neither fork() nor a zygote round trip is on a job's critical
-path. A child takes exactly one job and is never reused.
+path. A child takes one job, or, as a warm worker, the following jobs of the same
+business, widget and code, which the executor sends it over the same channel.
 
 Messages (JSON, one per datagram):
 
@@ -92,7 +93,7 @@ class _Children:
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 self._control.close()
                 ours.close()
-                child.serve_one(self._config, theirs)
+                child.serve(self._config, theirs)
             self.spares.add(pid)
             socket.send_fds(self._control, [json.dumps({"spare": pid}).encode()], [ours.fileno()])
         finally:

@@ -1,0 +1,420 @@
+"""Warm workers against the real sandbox: a process that ran a widget's job cleanly takes
+the next jobs of the same business, widget and code, and nobody else's; anything unclean
+ends it. Reuse is asserted by the worker's pid, never by timing."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from executor.jobs import JobHandler
+from executor.metrics import ExecutorMetrics
+from executor.runner import RunOutcome, RunRequest
+from executor.zygote_runner import ZygoteRunner
+from shared.broker import Broker
+from shared.consumer import Delivery
+from shared.contracts.events import EventContext
+from shared.contracts.jobs import WidgetJob
+from shared.metrics import new_registry
+from shared.topology import WIDGET_JOB_KEY
+from tests.poison import widget
+from tests.sandbox import zygote_runner
+
+UID = 60900
+PID = widget(
+    """
+import os
+return {"title": "pid", "items": [], "pid": os.getpid()}
+"""
+)
+# One code for every behaviour a test needs, so that every job of it has the same key.
+MULTI = widget(
+    """
+import os, resource, socket, threading, time
+action = context.get("action")
+if action == "sleep":
+    time.sleep(60)
+if action == "leave a thread":
+    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+if action == "burn":
+    end = time.process_time() + context["seconds"]
+    while time.process_time() < end:
+        pass
+if action == "spin":
+    while True:
+        pass
+if action == "keep a pipe":
+    import sys
+    sys.kept = os.dup(1)  # a copy of the log pipe, which only the process's exit can close now
+if action == "connect":
+    socket.create_connection(("127.0.0.1", context["port"]), 2).close()
+try:
+    token = secret("token")
+except Exception as exc:
+    token = type(exc).__name__
+soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+return {"title": "multi", "items": [], "pid": os.getpid(), "token": token, "cpu_soft": soft, "cpu_hard": hard}
+"""
+)
+GLOBALS = """
+try:
+    seen = STATE
+except NameError:
+    seen = None
+STATE = "set by an earlier job"
+
+def get_sidebar_data(context):
+    global LATER
+    try:
+        later = LATER
+    except NameError:
+        later = None
+    LATER = "set by an earlier call"
+    import os
+    return {"title": "globals", "items": [], "pid": os.getpid(), "seen": seen, "later": later,
+            "helpers": sorted(name for name in ("log", "secret") if name in __builtins__)}
+"""
+
+
+def _dead(pid: int) -> bool:
+    """Gone, or a zombie: it runs no job."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return "\nState:\tZ" in status
+
+
+async def _until_dead(pid: int) -> None:
+    for _ in range(500):
+        if _dead(pid):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"process {pid} is still alive")
+
+
+async def _run(
+    runner: ZygoteRunner,
+    code: str = MULTI,
+    *,
+    business: str = "b1",
+    widget_id: str = "w1",
+    timeout_s: float = 5,
+    secrets: dict[str, str] | None = None,
+    **context: Any,
+) -> RunOutcome:
+    request = RunRequest(
+        code=code,
+        context=context,
+        timeout_s=timeout_s,
+        secrets=secrets or {},
+        business_id=business,
+        widget_id=widget_id,
+    )
+    return await runner.run(request)
+
+
+def _pid(outcome: RunOutcome) -> int:
+    assert outcome.status == "ok", (outcome.error_type, outcome.error_message, outcome.logs)
+    assert isinstance(outcome.value, dict)
+    return int(outcome.value["pid"])
+
+
+@pytest.fixture
+async def runner() -> AsyncIterator[ZygoteRunner]:
+    async with zygote_runner(UID, 4) as value:
+        yield value
+
+
+async def test_jobs_of_the_same_widget_reuse_its_worker(runner: ZygoteRunner) -> None:
+    outcomes = [await _run(runner) for _ in range(4)]
+    assert len({_pid(outcome) for outcome in outcomes}) == 1
+    assert [outcome.worker_start for outcome in outcomes] == ["fresh", "warm", "warm", "warm"]
+
+
+async def test_another_widget_or_business_never_gets_the_worker(runner: ZygoteRunner) -> None:
+    worker = _pid(await _run(runner))
+    others = [
+        await _run(runner, widget_id="w2"),
+        await _run(runner, business="b2"),
+        await _run(runner, business="b2", widget_id="w2"),
+    ]
+    assert worker not in {_pid(outcome) for outcome in others}
+    assert _pid(await _run(runner)) == worker, "the worker was idle all along, kept for its own widget"
+
+
+async def test_changed_code_gets_a_fresh_worker(runner: ZygoteRunner) -> None:
+    worker = _pid(await _run(runner))
+    changed = await _run(runner, MULTI + "# edited\n")
+    assert _pid(changed) != worker
+    assert changed.worker_start == "fresh"
+
+
+async def test_jobs_without_a_business_and_widget_are_never_reused(runner: ZygoteRunner) -> None:
+    pids = [_pid(await runner.run(RunRequest(code=PID, context={}, timeout_s=5))) for _ in range(3)]
+    assert len(set(pids)) == 3
+    for pid in pids:
+        await _until_dead(pid)
+
+
+async def test_module_globals_do_not_carry_over_to_the_next_job(runner: ZygoteRunner) -> None:
+    first, second = await _run(runner, GLOBALS), await _run(runner, GLOBALS)
+    assert _pid(first) == _pid(second)
+    for outcome in (first, second):
+        assert isinstance(outcome.value, dict)
+        assert outcome.value["seen"] is None
+        assert outcome.value["later"] is None
+        assert outcome.value["helpers"] == ["log", "secret"]
+
+
+async def test_secrets_of_one_job_are_not_visible_to_the_next(runner: ZygoteRunner) -> None:
+    first = await _run(runner, secrets={"token": "first job's"})
+    second = await _run(runner, secrets={"other": "second job's"})
+    assert _pid(first) == _pid(second)
+    assert isinstance(first.value, dict) and isinstance(second.value, dict)
+    assert first.value["token"] == "first job's"
+    assert second.value["token"] == "MissingSecret"
+
+
+async def test_a_timeout_kills_the_worker_and_the_next_job_gets_a_fresh_one(runner: ZygoteRunner) -> None:
+    worker = _pid(await _run(runner))
+    stopped = await _run(runner, action="sleep", timeout_s=1)
+    assert stopped.status == "timeout"
+    await _until_dead(worker)
+    after = await _run(runner)
+    assert _pid(after) != worker
+    assert after.worker_start == "fresh"
+
+
+async def test_a_widget_that_leaves_a_thread_behind_gets_its_worker_retired(runner: ZygoteRunner) -> None:
+    worker = _pid(await _run(runner, action="leave a thread"))
+    await _until_dead(worker)
+    after = await _run(runner)
+    assert _pid(after) != worker
+    assert after.worker_start == "fresh"
+
+
+async def test_a_failing_widget_keeps_its_worker_but_a_memory_error_does_not(runner: ZygoteRunner) -> None:
+    code = widget("import os\nif context.get('hog'):\n    hog = bytearray(10 ** 9)\nraise ValueError(os.getpid())")
+    raised = await _run(runner, code)
+    assert raised.error_type == "exception", raised.error_message
+    again = await _run(runner, code)
+    assert (again.worker_start, again.error_message) == ("warm", raised.error_message)
+    hog = await _run(runner, code, hog=True)
+    assert hog.error_type == "memory", hog.error_message
+    assert (await _run(runner, code)).worker_start == "fresh"
+
+
+async def test_the_cpu_limit_still_stops_a_cpu_bound_widget_on_a_reused_worker() -> None:
+    """Each job gets its CPU seconds past what the worker has spent, under a hard limit set once."""
+    async with zygote_runner(UID, 1, job_cpu_seconds=1) as runner:
+        burns = [await _run(runner, action="burn", seconds=0.6, timeout_s=30) for _ in range(2)]
+        assert len({_pid(outcome) for outcome in burns}) == 1, "1.2 s in all, past one job's second: still reused"
+        limits = [(outcome.value["cpu_soft"], outcome.value["cpu_hard"]) for outcome in burns]  # type: ignore[index]
+        assert limits[0] == (1, 4), limits
+        assert limits[1][1] == 4 and limits[1][0] >= 2, limits
+        spun = await _run(runner, action="spin", timeout_s=30)
+        assert (spun.status, spun.error_type, spun.worker_start) == ("error", "cpu_limit", "warm")
+        assert (await _run(runner)).worker_start == "fresh"
+
+
+async def test_a_worker_is_retired_once_its_cpu_budget_cannot_cover_a_job() -> None:
+    async with zygote_runner(UID, 1, job_cpu_seconds=1) as runner:
+        pids = [_pid(await _run(runner, action="burn", seconds=0.9, timeout_s=30)) for _ in range(4)]
+    # Hard limit 4 s: after two jobs (about 1.8 s) a third needs up to 1 + 1 more, after three no room.
+    assert len(set(pids)) == 2, pids
+    assert pids[0] == pids[1] != pids[3]
+
+
+@pytest.fixture
+def listeners() -> Iterator[tuple[socket.socket, socket.socket]]:
+    allowed, forbidden = socket.create_server(("127.0.0.1", 0)), socket.create_server(("127.0.0.1", 0))
+    forbidden.setblocking(False)
+    try:
+        yield allowed, forbidden
+    finally:
+        allowed.close()
+        forbidden.close()
+
+
+async def test_egress_works_on_a_reused_worker_and_the_policy_still_refuses(
+    listeners: tuple[socket.socket, socket.socket],
+) -> None:
+    allowed, forbidden = listeners
+    allowed_port, forbidden_port = allowed.getsockname()[1], forbidden.getsockname()[1]
+    async with zygote_runner(UID, 2, egress_allow=(f"127.0.0.1:{allowed_port}",)) as runner:
+        first = await _run(runner, action="connect", port=allowed_port)
+        second = await _run(runner, action="connect", port=allowed_port)
+        assert _pid(first) == _pid(second)
+        assert second.worker_start == "warm"
+        refused = await _run(runner, action="connect", port=forbidden_port)
+        assert refused.worker_start == "warm"
+        assert refused.error_type == "egress_denied", refused.error_message
+        assert f"127.0.0.1:{forbidden_port}" in (refused.error_message or "")
+        with pytest.raises(BlockingIOError):
+            forbidden.accept()  # nothing reached it
+        after = await _run(runner, action="connect", port=allowed_port)
+        assert after.worker_start == "fresh", "a refusal retires the worker"
+
+
+async def test_reuse_can_be_turned_off() -> None:
+    async with zygote_runner(UID, 2, warm_workers=False) as runner:
+        outcomes = [await _run(runner) for _ in range(3)]
+    assert len({_pid(outcome) for outcome in outcomes}) == 3
+    assert {outcome.worker_start for outcome in outcomes} == {"fresh"}
+
+
+async def test_a_worker_is_retired_after_its_maximum_of_jobs() -> None:
+    async with zygote_runner(UID, 2, warm_max_jobs=2) as runner:
+        pids = [_pid(await _run(runner)) for _ in range(5)]
+    assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4]
+
+
+async def test_an_idle_worker_is_retired_after_its_idle_time() -> None:
+    async with zygote_runner(UID, 2, warm_idle_s=0.2) as runner:
+        worker = _pid(await _run(runner))
+        await _until_dead(worker)
+        after = await _run(runner)
+        assert after.worker_start == "fresh"
+
+
+async def test_a_job_with_no_free_slot_evicts_the_idle_worker_of_another_widget() -> None:
+    async with zygote_runner(UID, 1) as runner:
+        worker = _pid(await _run(runner))
+        other = await _run(runner, widget_id="w2")
+        assert _pid(other) != worker
+        await _until_dead(worker)
+        assert _pid(await _run(runner, widget_id="w2")) == _pid(other), "the newcomer is warm in its turn"
+
+
+async def test_a_worker_keeps_its_uid_slot_and_concurrent_jobs_of_one_widget_get_workers_of_their_own(
+    runner: ZygoteRunner,
+) -> None:
+    code = widget(
+        "import os, time\ntime.sleep(0.3)\nreturn {'title': 't', 'items': [], 'pid': os.getpid(), 'uid': os.getuid()}"
+    )
+    first = await asyncio.gather(*(_run(runner, code) for _ in range(3)))
+    second = await asyncio.gather(*(_run(runner, code) for _ in range(3)))
+    pids = {_pid(outcome) for outcome in first}
+    assert len(pids) == 3
+    assert {_pid(outcome) for outcome in second} == pids
+    uids = {(o.value["pid"], o.value["uid"]) for o in (*first, *second) if isinstance(o.value, dict)}
+    assert len(uids) == 3, "each worker kept its uid"
+
+
+# Widget code that runs after its result, in place of the worker's own step between jobs.
+# It connects again and again: while the executor still serves the job that ended, it
+# is served; from then on its request waits unanswered. Builtins come as defaults: the
+# job's namespace and helpers are cleared when it ends.
+SNEAK = widget(
+    """
+import os, socket
+import executor.sandbox.child as worker_loop
+def sneak(OSError=OSError, range=range, between_jobs=worker_loop._between_jobs):
+    worker_loop._between_jobs = between_jobs  # once
+    between_jobs()
+    for _ in range(10000):
+        try:
+            socket.create_connection(("127.0.0.1", context["port"]), 30).close()
+        except OSError:
+            return
+if context.get("tamper"):
+    worker_loop._between_jobs = sneak
+return {"title": "sneak", "items": [], "pid": os.getpid()}
+"""
+)
+
+
+def _accept_all(listener: socket.socket) -> int:
+    accepted = 0
+    while True:
+        try:
+            connection, _ = listener.accept()
+        except BlockingIOError:
+            return accepted
+        connection.close()
+        accepted += 1
+
+
+async def test_a_connection_asked_for_between_jobs_is_never_made(
+    listeners: tuple[socket.socket, socket.socket],
+) -> None:
+    allowed, _ = listeners
+    allowed.setblocking(False)
+    port = allowed.getsockname()[1]
+    async with zygote_runner(UID, 1, egress_allow=(f"127.0.0.1:{port}",)) as runner:
+        worker = _pid(await _run(runner, SNEAK, port=port, tamper=True))
+        [idle] = runner._pool.idle
+        for _ in range(500):  # until a request waits on the worker's channel, unserved
+            try:
+                if idle.channel.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+                    break
+            except BlockingIOError:
+                pass
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the worker sent no request between jobs")
+        _accept_all(allowed)  # made before the executor stopped serving the first job
+        with capture_logs() as logs:
+            after = await _run(runner, SNEAK, port=port)
+        assert (_pid(after), after.worker_start) == (worker, "warm")
+        assert [entry["requests"] for entry in logs if entry["event"] == "sandbox.egress_between_jobs"] == [1]
+        assert _accept_all(allowed) == 0, "the waiting request was dropped, not served"
+
+
+async def test_a_cancelled_job_kills_its_worker_and_frees_its_slot() -> None:
+    async with zygote_runner(UID, 1) as runner:
+        worker = _pid(await _run(runner))
+        job = asyncio.create_task(_run(runner, action="sleep", timeout_s=30))
+        for _ in range(500):  # until the worker has left the pool for the job
+            if not runner._pool.idle:
+                break
+            await asyncio.sleep(0.01)
+        job.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await job
+        await _until_dead(worker)
+        after = await asyncio.wait_for(_run(runner), 10)
+        assert (after.status, after.worker_start) == ("ok", "fresh"), "the only slot is free again"
+
+
+async def test_a_widget_that_keeps_a_copy_of_its_pipes_gets_its_result_and_its_worker_ends(
+    runner: ZygoteRunner,
+) -> None:
+    kept = await _run(runner, action="keep a pipe", timeout_s=10)
+    worker = _pid(kept)
+    await _until_dead(worker)
+    after = await _run(runner)
+    assert _pid(after) != worker
+    assert after.worker_start == "fresh"
+
+
+async def test_the_job_handler_counts_warm_and_fresh_workers_and_retirements(broker: Broker) -> None:
+    registry = new_registry()
+    metrics = ExecutorMetrics(registry)
+    delivery = Delivery(routing_key=WIDGET_JOB_KEY, attempt=1, reply_to="nobody.listens", correlation_id=None)
+    async with zygote_runner(UID, 2, lambda reason: metrics.worker_retirements.labels(reason).inc()) as runner:
+        handler = JobHandler(runner=runner, broker=broker, metrics=metrics)
+        for n, code in enumerate([MULTI, MULTI, MULTI, widget("import time\ntime.sleep(60)")]):
+            job = WidgetJob(
+                job_id=f"job{n}", run_id="run", purpose="sidebar", business_id="b1", conversation_id="c1",
+                widget_id="w1" if n < 3 else "w2", widget_name="w", code=code, timeout_s=1 if n == 3 else 5,
+                context=EventContext(conversation={"id": "c1"}, customer=None, business={"id": "b1"}),
+                expires_at=datetime.now(UTC) + timedelta(seconds=60),
+            )  # fmt: skip
+            await handler(job, delivery)
+
+    def sample(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert sample("executor_workers_total", start="fresh") == 2
+    assert sample("executor_workers_total", start="warm") == 2
+    assert sample("executor_worker_retirements_total", reason="unclean") == 1  # the timeout
+    assert sample("executor_worker_retirements_total", reason="shutdown") == 1  # w1's worker, idle at the end
