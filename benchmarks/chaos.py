@@ -627,7 +627,7 @@ class Plan:
     scenarios: tuple[str, ...]
     duration_s: float = 60.0
     fault_at_s: float = 5.0
-    sustained: float = 0.5  # 0.7 of the closed-loop capacity was not sustained here, even with no fault
+    sustained: float = 0.7
     overload: float = 2.0
     overload_s: float = 60.0
     drain_s: float = 90.0
@@ -675,7 +675,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load per scenario")
     parser.add_argument("--fault-at", type=float, default=5.0, help="seconds into the load the fault starts")
-    parser.add_argument("--sustained", type=float, default=0.5, help="load as a fraction of the measured capacity")
+    parser.add_argument("--sustained", type=float, default=0.7, help="load as a fraction of the measured capacity")
     parser.add_argument("--overload", type=float, default=2.0, help="the overload scenario's multiple of capacity")
     parser.add_argument("--overload-s", type=float, default=60.0)
     parser.add_argument("--capacity", type=float, default=None, help="sidebars/s; measured when not given")
