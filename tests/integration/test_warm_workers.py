@@ -453,6 +453,36 @@ async def test_a_worker_that_ran_while_idle_is_retired_and_its_connection_never_
     assert _accept_all(allowed) == 0, "the request was dropped, not served"
 
 
+# The worker's own step before it waits for a job, replaced once: it records the worker
+# loop's local variables, which the next job returns.
+PEEK = widget(
+    """
+import os, sys
+import executor.sandbox.child as worker_loop
+if context.get("tamper"):
+    def peek(channel, wait=worker_loop._await_assignment, sys=sys, repr=repr):
+        worker_loop._await_assignment = wait
+        sys.idle_locals = repr(sys._getframe(1).f_locals)
+        return wait(channel)
+    worker_loop._await_assignment = peek
+return {"title": "peek", "items": [], "pid": os.getpid(), "idle": getattr(sys, "idle_locals", None)}
+"""
+)
+
+
+async def test_an_idle_worker_holds_no_request_of_its_last_job() -> None:
+    """Its context and secrets are dropped before the worker waits (a rotated secret comes with the next request)."""
+    async with zygote_runner(UID, 1) as runner:
+        first = await _run(
+            runner, PEEK, tamper=True, secrets={"token": "first-job-secret"}, customer="first-job-context"
+        )
+        second = await _run(runner, PEEK, secrets={"token": "rotated"})
+    assert _pid(first) == _pid(second)
+    assert isinstance(second.value, dict) and second.value["idle"], second.value
+    for kept in ("first-job-secret", "first-job-context", "'request'", "'assignment'"):
+        assert kept not in second.value["idle"], (kept, second.value["idle"])
+
+
 async def test_a_cancelled_job_kills_its_worker_and_frees_its_slot() -> None:
     async with zygote_runner(UID, 1) as runner:
         worker = _pid(await _run(runner))
