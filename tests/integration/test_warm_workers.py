@@ -436,7 +436,7 @@ async def test_a_worker_that_ran_while_idle_is_retired_and_its_connection_never_
     async with zygote_runner(UID, 1, reasons.append, egress_allow=(f"127.0.0.1:{port}",)) as runner:
         worker = _pid(await _run(runner, SNEAK, port=port, tamper=tamper))
         idle = _idle_worker(runner)
-        for _ in range(500):  # continued (maybe more than once: the executor's stop and its own), until it has run
+        for _ in range(3000):  # continued (maybe more than once: the executor's stop and its own), until it has run
             if (cpu_seconds_of(worker) or 0.0) > idle.cpu_used_s + 0.2 or _asked_for_a_connection(idle):
                 break
             if _stopped(worker):
