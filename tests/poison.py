@@ -30,6 +30,18 @@ POISON = {
         "exception",
     ),
     "write a file": ("open('/tmp/owned', 'w').write('x')", "error", "exception"),
+    # Without root every widget has the executor's uid: only seccomp keeps these to the widget itself.
+    "limits of the zygote": (
+        "import os, resource\nlimits = resource.prlimit(os.getppid(), resource.RLIMIT_NOFILE)\n"
+        "return {'title': str(limits), 'items': []}",
+        "error",
+        "exception",
+    ),
+    "priority of the whole uid": (
+        "import os\nreturn {'title': str(os.getpriority(os.PRIO_USER, 0)), 'items': []}",
+        "error",
+        "exception",
+    ),
     # Loopback targets only: metadata, link-local and private addresses are refused by the
     # same check, which tests/unit/test_egress_policy.py covers without sending them anything.
     "loopback on an open port": (

@@ -47,7 +47,8 @@ class ExecutorMetrics:
         self.worker_retirements = Counter(
             "executor_worker_retirements_total",
             "Warm-eligible widget processes killed, by reason (unclean, thread_left, max_jobs, idle, evicted, "
-            "cpu_budget, egress_denied, exited, died, unreachable, zygote_gone, shutdown).",
+            "cpu_budget, cpu_between_jobs, egress_between_jobs, egress_denied, exited, died, unreachable, zygote_gone, "
+            "shutdown).",
             ["reason"],
             registry=registry,
         )

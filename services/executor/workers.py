@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 WorkerKey = tuple[str, str, str]  # business id, widget id, sha256 of the code
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_PF_EXITING = 0x4
 
 
 def worker_key(business_id: str | None, widget_id: str | None, code: str) -> WorkerKey | None:
@@ -31,13 +32,17 @@ def worker_key(business_id: str | None, widget_id: str | None, code: str) -> Wor
 
 
 def cpu_seconds_of(pid: int) -> float | None:
-    """CPU time the process has used, all its threads (live and ended) included."""
+    """CPU time the process has used, all its threads (live and ended) included; None once
+    it is exiting or has exited, whether reaped (no /proc entry) or not yet (a zombie)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             fields = stat.read().rpartition(b")")[2].split()
     except OSError:
         return None
-    # After the name: state is field 3 of proc(5), utime 14 and stime 15.
+    # After the name: state is field 3 of proc(5), flags 9, utime 14 and stime 15.
+    # PF_EXITING is set before an exiting process closes its files, so before its pipes read EOF.
+    if fields[0] in (b"Z", b"X") or int(fields[6]) & _PF_EXITING:
+        return None
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
@@ -50,9 +55,10 @@ class Worker:
     cpu_hard_s: int  # RLIMIT_CPU's hard limit, fixed at its first job
     zygote: object = None  # the zygote that forked it: it serves no other zygote's executor state
     jobs: int = 0
-    cpu_used_s: float = 0.0
+    cpu_used_s: float = 0.0  # when it was parked (stopped)
     idle_since: float = 0.0
     retired: bool = False
+    exited: bool = False  # reaped, or known to have exited: its pid may be another process's
 
 
 Retire = Callable[[Worker, str], None]
@@ -60,7 +66,7 @@ Retire = Callable[[Worker, str], None]
 
 class WorkerPool:
     """Uid slots, free or held by idle workers. ``retire(worker, reason)`` kills a worker
-    and closes its channel; its slot is then the pool's again."""
+    and closes its channel (once, however often it is called); ``discard`` then frees its slot."""
 
     def __init__(
         self, first_uid: int, slots: int, idle_s: float, retire: Retire, clock: Callable[[], float] = time.monotonic
@@ -88,7 +94,7 @@ class WorkerPool:
             if self._idle:
                 _, victim = self._idle.popitem(last=False)
                 self._retire(victim, "evicted")
-                return victim.uid
+                return victim.uid  # the slot goes to the caller, not back to the free ones
             self._changed.clear()
             await self._changed.wait()
 
@@ -105,18 +111,22 @@ class WorkerPool:
         self._free.append(uid)
         self._changed.set()
 
+    def discard(self, worker: Worker, reason: str) -> None:
+        """``worker`` (idle or not) takes no more jobs: retire it if not yet, and free its slot."""
+        self._idle.pop(worker.pid, None)
+        self._retire(worker, reason)
+        self.release(worker.uid)
+
     def forget(self, pid: int) -> None:
         """An idle worker died by itself: drop it and free its slot."""
-        worker = self._idle.pop(pid, None)
+        worker = self._idle.get(pid)
         if worker is not None:
-            self._retire(worker, "died")
-            self.release(worker.uid)
+            worker.exited = True  # reaped: its pid may be another process's by now
+            self.discard(worker, "died")
 
     def retire_all(self, reason: str) -> None:
         for worker in list(self._idle.values()):
-            self._retire(worker, reason)
-            self.release(worker.uid)
-        self._idle.clear()
+            self.discard(worker, reason)
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
@@ -127,9 +137,7 @@ class WorkerPool:
         for worker in list(self._idle.values()):
             if now - worker.idle_since < self._idle_s:
                 return worker.idle_since + self._idle_s - now
-            del self._idle[worker.pid]
-            self._retire(worker, "idle")
-            self.release(worker.uid)
+            self.discard(worker, "idle")
         return None
 
     def _take(self, key: WorkerKey) -> Worker | None:

@@ -14,7 +14,10 @@ A job that names its business and widget may leave its child as a *warm worker*
 thread left but the main one) the child keeps its uid slot and takes the next job
 of the same business, widget and code, with fresh pipes, until it has run
 ``warm_max_jobs`` jobs, idled ``warm_idle_s`` seconds, or would need more CPU than
-its hard limit. Any other ending kills it, as a one-shot child always is.
+its hard limit. Any other ending kills it, as a one-shot child always is. An idle
+worker's process group is stopped (SIGSTOP) until its next job, so no widget code
+(a timer's handler, a replaced worker loop) runs outside a job; one that used CPU or
+asked for a connection all the same is retired instead of reused.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from executor.egress.supervisor import JobEgress, refuse_pending
 from executor.runner import RunOutcome, RunRequest
 from executor.thread_cap import ThreadCap, threads_of
 from executor.workers import Worker, WorkerKey, WorkerPool, cpu_seconds_of, worker_key
+from shared.contracts.jobs import MAX_TIMEOUT_S
 
 log = structlog.get_logger(__name__)
 
@@ -57,9 +61,12 @@ _ZYGOTE_ANSWER_S = 10.0
 _MAX_MESSAGE = 64 * 1024
 _MAX_SPARES = 4
 _DNS_THREADS = 4
-# A warm worker's RLIMIT_CPU hard limit: this many times its first job's CPU seconds.
+# A warm worker's RLIMIT_CPU hard limit: this many times the CPU seconds of the longest
+# job (not its first job's, whose timeout may be clipped to what its deadline left).
 # Its jobs' soft limits move up under it; it is retired before a job would need more.
 _CPU_BUDGET_JOBS = 4
+# CPU a stopped worker may seem to gain: what it ran before SIGSTOP reached it, and tick rounding.
+_IDLE_CPU_TOLERANCE_S = 0.05
 _RUNTIME_PATHS = ("/usr", "/lib", "/lib64", "/bin", "/etc/ssl", "/etc/ca-certificates", "/usr/share/zoneinfo")
 _SYSTEM_FILES = (
     "/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/gai.conf", "/etc/host.conf",
@@ -179,11 +186,24 @@ class ZygoteRunner:
             return outcome
         finally:
             if kept is not None:
-                self._pool.park(kept)
+                self._park(kept)
+            elif isinstance(taken, Worker):
+                # Retired already unless the job failed early: a slot's uid never has two processes.
+                self._pool.discard(taken, "unclean")
             else:
-                if isinstance(taken, Worker):
-                    self._retire(taken, "unclean")  # if not already: a slot's uid never has two processes
-                self._pool.release(taken.uid if isinstance(taken, Worker) else taken)
+                self._pool.release(taken)
+
+    def _park(self, worker: Worker) -> None:
+        """Stop the worker's process group until its next job; the CPU it has used then is
+        what it may not exceed when it is continued."""
+        _signal_group(worker.pid, signal.SIGSTOP)
+        used = cpu_seconds_of(worker.pid)
+        if used is None:
+            worker.exited = True
+            self._pool.discard(worker, "exited")
+            return
+        worker.cpu_used_s = used
+        self._pool.park(worker)
 
     async def _run_as(
         self, taken: Worker | int, key: WorkerKey | None, request: RunRequest
@@ -236,7 +256,7 @@ class ZygoteRunner:
                     task.cancel()
                 raise
             delivered = not timed_out and bool(pipes[1].result().data)
-            if not delivered:
+            if not delivered and not _reaped(zygote, pid):
                 _kill_group(pid)  # whatever the widget left in its session dies with it
             egress.stop()
             duration = time.perf_counter() - started
@@ -257,6 +277,7 @@ class ZygoteRunner:
             return outcome, worker if not retirement else None
         finally:
             egress.stop()
+            worker.exited = worker.exited or _reaped(zygote, pid)
             zygote.exits.pop(pid, None)
             if retirement:
                 self._retire(worker, retirement)
@@ -266,31 +287,47 @@ class ZygoteRunner:
     ) -> tuple[Worker, bool]:
         """Send the job to ``taken`` if it is a worker that can take it (True), else to a spare."""
         if isinstance(taken, Worker):
-            if taken.zygote is not zygote:
-                self._retire(taken, "zygote_gone")
-            elif taken.cpu_used_s + cpu_seconds + 1 > taken.cpu_hard_s:
-                self._retire(taken, "cpu_budget")
-            elif self._reassign(zygote, taken, cpu_seconds, fds):
+            refusal = self._refusal(zygote, taken, cpu_seconds)
+            if refusal is None and self._reassign(zygote, taken, cpu_seconds, fds):
                 return taken, True
-            else:
-                self._retire(taken, "unreachable")
+            self._retire(taken, refusal or "unreachable")
             uid = taken.uid
         else:
             uid = taken
         # One-shot: the hard limit a second past the soft one, as ever. Warm: a lifetime budget.
-        hard = cpu_seconds + 1 if key is None else cpu_seconds * _CPU_BUDGET_JOBS
+        longest = self._config.job_cpu_seconds or int(MAX_TIMEOUT_S) + 1
+        hard = cpu_seconds + 1 if key is None else longest * _CPU_BUDGET_JOBS
         assignment = self._assignment(uid, cpu_seconds, hard, warm=key is not None)
         pid, channel = await self._dispatch(zygote, assignment, fds)
         return Worker(pid=pid, channel=channel, uid=uid, key=key, cpu_hard_s=hard, zygote=zygote), False
 
     @staticmethod
-    def _reassign(zygote: _Zygote, worker: Worker, cpu_seconds: int, fds: list[int]) -> bool:
-        """The next job to an idle worker, over its channel; False if it is gone."""
+    def _refusal(zygote: _Zygote, worker: Worker, cpu_seconds: int) -> str | None:
+        """Why an idle (stopped) worker may not take the job; None if it may. Stopped, it
+        can have run nothing: if it did all the same, it is not trusted with another job."""
+        if worker.zygote is not zygote:
+            return "zygote_gone"
+        used = cpu_seconds_of(worker.pid)
+        if used is None:
+            worker.exited = True
+            return "exited"
         dropped = refuse_pending(worker.channel)
         if dropped:
             log.warning("sandbox.egress_between_jobs", pid=worker.pid, requests=dropped)
+            return "egress_between_jobs"
+        if used > worker.cpu_used_s + _IDLE_CPU_TOLERANCE_S:
+            log.warning("sandbox.cpu_between_jobs", pid=worker.pid, seconds=round(used - worker.cpu_used_s, 3))
+            return "cpu_between_jobs"
+        if used + cpu_seconds + 1 > worker.cpu_hard_s:
+            return "cpu_budget"
+        return None
+
+    @staticmethod
+    def _reassign(zygote: _Zygote, worker: Worker, cpu_seconds: int, fds: list[int]) -> bool:
+        """Continue an idle worker and send it the next job over its channel; False if it is gone."""
         zygote.exits[worker.pid] = asyncio.get_running_loop().create_future()
         data = json.dumps({"limits": {"cpu_seconds": cpu_seconds}, "warm": True}).encode()
+        _signal_group(worker.pid, signal.SIGCONT)
         try:
             socket.send_fds(worker.channel, [data], fds)
         except OSError:
@@ -308,19 +345,18 @@ class ZygoteRunner:
             return "max_jobs"
         if not zygote.alive or zygote is not self._zygote:
             return "zygote_gone"
-        threads, used = threads_of(worker.pid), cpu_seconds_of(worker.pid)
-        if threads is None or used is None:
+        if cpu_seconds_of(worker.pid) is None:  # gone, or a zombie the zygote has yet to reap
+            worker.exited = True
             return "exited"  # e.g. widget code kept a copy of a job's pipe: the worker exits to close it
-        if threads != 1:
+        if threads_of(worker.pid) != 1:
             return "thread_left"
-        worker.cpu_used_s = used
         return None
 
     def _retire(self, worker: Worker, reason: str) -> None:
         if worker.retired:
             return
         worker.retired = True
-        if reason != "died":  # reaped already: its pid may be another process's by now
+        if not worker.exited:  # else its pid may be another process's by now
             _kill_group(worker.pid)
         worker.channel.close()
         if worker.key is not None:
@@ -524,6 +560,16 @@ def _fail(exits: dict[int, asyncio.Future[int]], failure: SandboxFailure) -> Non
             future.add_done_callback(lambda done: done.exception())  # retrieved: no "never retrieved" noise
 
 
+def _reaped(zygote: _Zygote, pid: int) -> bool:
+    """The zygote has reported ``pid``'s exit status: the pid is free for another process."""
+    future = zygote.exits.get(pid)
+    return future is not None and future.done() and future.exception() is None
+
+
 def _kill_group(pid: int) -> None:
+    _signal_group(pid, signal.SIGKILL)  # a stopped process dies too
+
+
+def _signal_group(pid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+        os.killpg(pid, signum)

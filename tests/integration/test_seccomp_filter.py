@@ -9,6 +9,7 @@ import ctypes
 import errno
 import json
 import os
+import resource
 import select
 import socket
 import threading
@@ -21,7 +22,11 @@ from executor.sandbox import seccomp
 from executor.thread_cap import ThreadCap, threads_of
 
 _libc = ctypes.CDLL(None, use_errno=True)
-_NR = {"rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297, "tgkill": 234, "pidfd_open": 434, "pidfd_send_signal": 424}
+_NR = {
+    "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297, "tgkill": 234, "pidfd_open": 434, "pidfd_send_signal": 424,
+    "ioprio_set": 251,
+}  # fmt: skip
+_IOPRIO_WHO_PROCESS = 1
 
 
 def _syscall(number: int, *args: int | ctypes.Array[ctypes.c_char]) -> str:
@@ -122,6 +127,20 @@ def _probe_in_filtered_child(other: int) -> dict[str, str]:
                 "tgsigqueue other": _queue(_NR["rt_tgsigqueueinfo"], other, other),
                 "pidfd_send_signal": _syscall(_NR["pidfd_send_signal"], 0, 0, 0, 0),
                 "pidfd_open": _syscall(_NR["pidfd_open"], other, 0),
+                "prlimit self": _attempt(lambda: resource.prlimit(0, resource.RLIMIT_NOFILE)),
+                "prlimit by own pid": _attempt(lambda: resource.prlimit(me, resource.RLIMIT_NOFILE)),
+                "prlimit other": _attempt(lambda: resource.prlimit(other, resource.RLIMIT_NOFILE)),
+                "setpriority self": _attempt(lambda: os.setpriority(os.PRIO_PROCESS, 0, os.nice(0))),
+                "setpriority other": _attempt(lambda: os.setpriority(os.PRIO_PROCESS, other, os.nice(0))),
+                "getpriority of the uid": _attempt(lambda: os.getpriority(os.PRIO_USER, 0)),
+                "getpriority of the group": _attempt(lambda: os.getpriority(os.PRIO_PGRP, 0)),
+                "ioprio_set other": _syscall(_NR["ioprio_set"], _IOPRIO_WHO_PROCESS, other, 0),
+                "sched_setaffinity self": _attempt(lambda: os.sched_setaffinity(0, os.sched_getaffinity(0))),
+                "sched_setaffinity other": _attempt(lambda: os.sched_setaffinity(other, os.sched_getaffinity(0))),
+                "sched_setscheduler other": _attempt(
+                    lambda: os.sched_setscheduler(other, os.SCHED_OTHER, os.sched_param(0))
+                ),
+                "sched_setparam other": _attempt(lambda: os.sched_setparam(other, os.sched_param(0))),
                 "setuid": _attempt(lambda: os.setuid(0)),
                 "setgroups": _attempt(lambda: os.setgroups([])),
                 "fork": _attempt(os.fork),
@@ -143,8 +162,13 @@ def _probe_in_filtered_child(other: int) -> dict[str, str]:
 
 
 def test_a_child_may_only_signal_itself_start_threads_up_to_its_cap_and_never_change_uid_fork_or_exec() -> None:
+    """Signals, and the calls that set another process's limits, priority or CPUs, reach only
+    the child itself: without root every widget shares the executor's uid."""
     found = _probe_in_filtered_child(os.getpid())
-    allowed = {"thread", "kill self", "sigqueue self"}
+    allowed = {
+        "thread", "kill self", "sigqueue self",
+        "prlimit self", "prlimit by own pid", "setpriority self", "sched_setaffinity self",
+    }  # fmt: skip
     assert {name for name, outcome in found.items() if outcome == "allowed"} == allowed, found
     for name in found.keys() - allowed:
         assert found[name] == "denied", (name, found[name])

@@ -5,6 +5,8 @@ ends it. Reuse is asserted by the worker's pid, never by timing."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,6 +19,7 @@ from structlog.testing import capture_logs
 from executor.jobs import JobHandler
 from executor.metrics import ExecutorMetrics
 from executor.runner import RunOutcome, RunRequest
+from executor.workers import Worker, cpu_seconds_of
 from executor.zygote_runner import ZygoteRunner
 from shared.broker import Broker
 from shared.consumer import Delivery
@@ -46,6 +49,9 @@ if action == "leave a thread":
 if action == "burn":
     end = time.process_time() + context["seconds"]
     while time.process_time() < end:
+        pass
+if action == "burn to":  # until the process has used this much CPU in all
+    while time.process_time() < context["seconds"]:
         pass
 if action == "spin":
     while True:
@@ -98,6 +104,23 @@ async def _until_dead(pid: int) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"process {pid} is still alive")
+
+
+def _stopped(pid: int) -> bool:
+    return "\nState:\tT" in Path(f"/proc/{pid}/status").read_text()
+
+
+async def _until_stopped(pid: int) -> None:
+    for _ in range(500):
+        if _stopped(pid):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"idle worker {pid} is not stopped")
+
+
+def _idle_worker(runner: ZygoteRunner) -> Worker:
+    [idle] = runner._pool.idle
+    return idle
 
 
 async def _run(
@@ -226,11 +249,24 @@ async def test_the_cpu_limit_still_stops_a_cpu_bound_widget_on_a_reused_worker()
 
 
 async def test_a_worker_is_retired_once_its_cpu_budget_cannot_cover_a_job() -> None:
-    async with zygote_runner(UID, 1, job_cpu_seconds=1) as runner:
-        pids = [_pid(await _run(runner, action="burn", seconds=0.9, timeout_s=30)) for _ in range(4)]
-    # Hard limit 4 s: after two jobs (about 1.8 s) a third needs up to 1 + 1 more, after three no room.
-    assert len(set(pids)) == 2, pids
-    assert pids[0] == pids[1] != pids[3]
+    """Hard limit 4 s; a job may need its second and one more: after 0.5 and 1.5 s of CPU
+    there is room (2.5, 3.5 s), after 2.5 s there is not (4.5 s). Half a second of margin each way."""
+    reasons: list[str] = []
+    async with zygote_runner(UID, 1, reasons.append, job_cpu_seconds=1) as runner:
+        pids = [_pid(await _run(runner, action="burn to", seconds=total, timeout_s=30)) for total in (0.5, 1.5, 2.5)]
+        after = await _run(runner)
+    assert len(set(pids)) == 1, pids
+    assert (after.worker_start, reasons[0]) == ("fresh", "cpu_budget"), reasons
+
+
+async def test_a_workers_cpu_budget_does_not_shrink_with_its_first_jobs_timeout() -> None:
+    """A job that waited in the queue gets a clipped timeout: the worker it starts still gets
+    the budget of four of the longest jobs (4 x 31 s)."""
+    async with zygote_runner(UID, 1) as runner:
+        short = await _run(runner, timeout_s=0.5)
+    assert _pid(short)
+    assert isinstance(short.value, dict)
+    assert (short.value["cpu_soft"], short.value["cpu_hard"]) == (1, 124)
 
 
 @pytest.fixture
@@ -309,22 +345,61 @@ async def test_a_worker_keeps_its_uid_slot_and_concurrent_jobs_of_one_widget_get
     assert len(uids) == 3, "each worker kept its uid"
 
 
-# Widget code that runs after its result, in place of the worker's own step between jobs.
-# It connects again and again: while the executor still serves the job that ended, it
-# is served; from then on its request waits unanswered. Builtins come as defaults: the
-# job's namespace and helpers are cleared when it ends.
+# A POSIX timer (timer_create), which the worker's own step between jobs does not cancel,
+# with a Python handler: it would run whenever the timer fires.
+TIMER = widget(
+    """
+import ctypes, os, signal, sys
+if context.get("arm"):
+    sys.ticks = 0
+    def tick(signum, frame, sys=sys):
+        sys.ticks += 1
+    signal.signal(signal.SIGUSR1, tick)
+    class sigevent(ctypes.Structure):
+        _fields_ = [("value", ctypes.c_void_p), ("signo", ctypes.c_int), ("notify", ctypes.c_int),
+                    ("pad", ctypes.c_byte * 48)]
+    class itimerspec(ctypes.Structure):
+        _fields_ = [("interval_s", ctypes.c_long), ("interval_ns", ctypes.c_long),
+                    ("value_s", ctypes.c_long), ("value_ns", ctypes.c_long)]
+    libc = ctypes.CDLL(None, use_errno=True)
+    event, timer = sigevent(signo=signal.SIGUSR1, notify=0), ctypes.c_void_p()  # SIGEV_SIGNAL
+    assert libc.timer_create(1, ctypes.byref(event), ctypes.byref(timer)) == 0, ctypes.get_errno()
+    every = itimerspec(0, 10_000_000, 0, 10_000_000)  # CLOCK_MONOTONIC, every 10 ms
+    assert libc.timer_settime(timer, 0, ctypes.byref(every), None) == 0, ctypes.get_errno()
+return {"title": "timer", "items": [], "pid": os.getpid()}
+"""
+)
+
+
+async def test_an_idle_worker_is_stopped_until_its_next_job() -> None:
+    """No widget code runs while a worker has no job, a timer's handler included: the executor
+    stops its process group (SIGSTOP) when it parks it and continues it with the next job."""
+    reasons: list[str] = []
+    async with zygote_runner(UID, 1, reasons.append) as runner:
+        worker = _pid(await _run(runner, TIMER, arm=True))
+        await _until_stopped(worker)
+        assert cpu_seconds_of(worker) == pytest.approx(_idle_worker(runner).cpu_used_s, abs=0.05)
+        after = await _run(runner, TIMER)
+        assert (_pid(after), after.worker_start) == (worker, "warm")
+        await _until_stopped(worker)
+    assert reasons == ["shutdown"], "SIGKILL ends a stopped worker like any other"
+
+
+# Widget code that runs after its result, in place of the worker's own step between jobs:
+# it stops itself first, so that it goes on only once the test continues it, as if the
+# executor's SIGSTOP had come too late. Then it burns CPU, or asks for a connection.
 SNEAK = widget(
     """
-import os, socket
+import os, signal, socket
 import executor.sandbox.child as worker_loop
-def sneak(OSError=OSError, range=range, between_jobs=worker_loop._between_jobs):
+def sneak(between_jobs=worker_loop._between_jobs, action=context.get("tamper"), port=context.get("port")):
     worker_loop._between_jobs = between_jobs  # once
     between_jobs()
-    for _ in range(10000):
-        try:
-            socket.create_connection(("127.0.0.1", context["port"]), 30).close()
-        except OSError:
-            return
+    os.kill(os.getpid(), signal.SIGSTOP)
+    if action == "connect":
+        socket.create_connection(("127.0.0.1", port), 30).close()
+    while action == "burn":
+        pass
 if context.get("tamper"):
     worker_loop._between_jobs = sneak
 return {"title": "sneak", "items": [], "pid": os.getpid()}
@@ -343,30 +418,69 @@ def _accept_all(listener: socket.socket) -> int:
         accepted += 1
 
 
-async def test_a_connection_asked_for_between_jobs_is_never_made(
-    listeners: tuple[socket.socket, socket.socket],
+def _asked_for_a_connection(idle: Worker) -> bool:
+    try:
+        return bool(idle.channel.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except BlockingIOError:
+        return False
+
+
+@pytest.mark.parametrize(("tamper", "reason"), [("burn", "cpu_between_jobs"), ("connect", "egress_between_jobs")])
+async def test_a_worker_that_ran_while_idle_is_retired_and_its_connection_never_made(
+    listeners: tuple[socket.socket, socket.socket], tamper: str, reason: str
 ) -> None:
     allowed, _ = listeners
     allowed.setblocking(False)
     port = allowed.getsockname()[1]
-    async with zygote_runner(UID, 1, egress_allow=(f"127.0.0.1:{port}",)) as runner:
-        worker = _pid(await _run(runner, SNEAK, port=port, tamper=True))
-        [idle] = runner._pool.idle
-        for _ in range(500):  # until a request waits on the worker's channel, unserved
-            try:
-                if idle.channel.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
-                    break
-            except BlockingIOError:
-                pass
+    reasons: list[str] = []
+    async with zygote_runner(UID, 1, reasons.append, egress_allow=(f"127.0.0.1:{port}",)) as runner:
+        worker = _pid(await _run(runner, SNEAK, port=port, tamper=tamper))
+        idle = _idle_worker(runner)
+        for _ in range(3000):  # continued (maybe more than once: the executor's stop and its own), until it has run
+            if (cpu_seconds_of(worker) or 0.0) > idle.cpu_used_s + 0.2 or _asked_for_a_connection(idle):
+                break
+            if _stopped(worker):
+                os.kill(worker, signal.SIGCONT)
             await asyncio.sleep(0.01)
         else:
-            raise AssertionError("the worker sent no request between jobs")
-        _accept_all(allowed)  # made before the executor stopped serving the first job
+            raise AssertionError("the worker did not run between jobs")
         with capture_logs() as logs:
             after = await _run(runner, SNEAK, port=port)
-        assert (_pid(after), after.worker_start) == (worker, "warm")
-        assert [entry["requests"] for entry in logs if entry["event"] == "sandbox.egress_between_jobs"] == [1]
-        assert _accept_all(allowed) == 0, "the waiting request was dropped, not served"
+        assert (after.status, after.worker_start) == ("ok", "fresh")
+        assert _pid(after) != worker
+    assert reasons[0] == reason, reasons
+    assert [entry["event"] for entry in logs if entry["event"].endswith("_between_jobs")] == [f"sandbox.{reason}"]
+    assert _accept_all(allowed) == 0, "the request was dropped, not served"
+
+
+# The worker's own step before it waits for a job, replaced once: it records the worker
+# loop's local variables, which the next job returns.
+PEEK = widget(
+    """
+import os, sys
+import executor.sandbox.child as worker_loop
+if context.get("tamper"):
+    def peek(channel, wait=worker_loop._await_assignment, sys=sys, repr=repr):
+        worker_loop._await_assignment = wait
+        sys.idle_locals = repr(sys._getframe(1).f_locals)
+        return wait(channel)
+    worker_loop._await_assignment = peek
+return {"title": "peek", "items": [], "pid": os.getpid(), "idle": getattr(sys, "idle_locals", None)}
+"""
+)
+
+
+async def test_an_idle_worker_holds_no_request_of_its_last_job() -> None:
+    """Its context and secrets are dropped before the worker waits (a rotated secret comes with the next request)."""
+    async with zygote_runner(UID, 1) as runner:
+        first = await _run(
+            runner, PEEK, tamper=True, secrets={"token": "first-job-secret"}, customer="first-job-context"
+        )
+        second = await _run(runner, PEEK, secrets={"token": "rotated"})
+    assert _pid(first) == _pid(second)
+    assert isinstance(second.value, dict) and second.value["idle"], second.value
+    for kept in ("first-job-secret", "first-job-context", "'request'", "'assignment'"):
+        assert kept not in second.value["idle"], (kept, second.value["idle"])
 
 
 async def test_a_cancelled_job_kills_its_worker_and_frees_its_slot() -> None:
@@ -385,15 +499,18 @@ async def test_a_cancelled_job_kills_its_worker_and_frees_its_slot() -> None:
         assert (after.status, after.worker_start) == ("ok", "fresh"), "the only slot is free again"
 
 
-async def test_a_widget_that_keeps_a_copy_of_its_pipes_gets_its_result_and_its_worker_ends(
-    runner: ZygoteRunner,
-) -> None:
-    kept = await _run(runner, action="keep a pipe", timeout_s=10)
-    worker = _pid(kept)
-    await _until_dead(worker)
-    after = await _run(runner)
-    assert _pid(after) != worker
-    assert after.worker_start == "fresh"
+async def test_a_widget_that_keeps_a_copy_of_its_pipes_gets_its_result_and_its_worker_ends() -> None:
+    """It exits to close the copy: an exiting or zombie process is never parked."""
+    reasons: list[str] = []
+    async with zygote_runner(UID, 2, reasons.append) as runner:
+        for _ in range(3):
+            kept = await _run(runner, action="keep a pipe", timeout_s=10)
+            worker = _pid(kept)
+            await _until_dead(worker)
+            after = await _run(runner)
+            assert _pid(after) != worker
+            assert after.worker_start == "fresh"
+            assert reasons.pop(0) == "exited", reasons
 
 
 async def test_the_job_handler_counts_warm_and_fresh_workers_and_retirements(broker: Broker) -> None:

@@ -104,6 +104,42 @@ async def test_workers_idle_for_their_time_are_retired_and_their_slots_freed(cha
     assert {await _uid(pool), await _uid(pool)} == {1000, 1001}
 
 
+async def test_the_expiry_timer_retires_what_is_due_and_waits_for_the_next(channels: list[socket.socket]) -> None:
+    """Driven by hand with the fake clock: the loop's timer only decides when it is called."""
+    retired: list[tuple[int, str]] = []
+    clock = Clock()
+    pool = _pool(2, clock, retired)
+    loop = asyncio.get_running_loop()
+    pool.park(_worker(1, await _uid(pool), A, channels))
+    assert pool._expiry is not None and pool._expiry.when() == pytest.approx(loop.time() + 60, abs=1)
+    clock.now += 30
+    pool.park(_worker(2, await _uid(pool), B, channels))
+    clock.now += 31
+    pool._on_expiry()
+    assert retired == [(1, "idle")]
+    assert pool._expiry is not None and pool._expiry.when() == pytest.approx(loop.time() + 29, abs=1)
+    clock.now += 29
+    pool._on_expiry()
+    assert retired == [(1, "idle"), (2, "idle")]
+    assert pool._expiry is None, "nothing idle: no timer until the next park"
+    pool.park(_worker(3, await _uid(pool), A, channels))
+    assert pool._expiry is not None
+    pool.retire_all("shutdown")
+    assert pool._expiry is None
+
+
+async def test_discarding_a_worker_retires_it_and_frees_its_slot(channels: list[socket.socket]) -> None:
+    retired: list[tuple[int, str]] = []
+    pool = _pool(1, Clock(), retired)
+    worker = _worker(3, await _uid(pool), A, channels)
+    pool.park(worker)
+    assert await pool.acquire(A) is worker
+    pool.discard(worker, "unclean")
+    assert retired == [(3, "unclean")]
+    assert pool.idle == []
+    assert await pool.acquire(B) == 1000
+
+
 async def test_an_idle_worker_that_died_frees_its_slot(channels: list[socket.socket]) -> None:
     retired: list[tuple[int, str]] = []
     pool = _pool(1, Clock(), retired)

@@ -28,7 +28,8 @@ widget and code: every layer above stays in force, and per job it re-points
 stdout/stderr at the new log pipe, moves its CPU limit on by the job's seconds (the
 hard limit, fixed at the first job, bounds its whole life) and runs the code,
 compiled once, in a fresh namespace with fresh helpers. Only process-level state
-(imported modules, interpreter caches) carries over (docs/sandbox.md#warm-workers).
+(imported modules, interpreter caches) carries over; between jobs the executor keeps
+the worker stopped (SIGSTOP), so none of it runs (docs/sandbox.md#warm-workers).
 """
 
 from __future__ import annotations
@@ -216,6 +217,9 @@ def _end_job(result_fd: int, quiet: int, *, warm: bool) -> bool:
     os.dup2(quiet, 2)
     if not warm:
         return False  # exiting anyway
+    # Best effort: fds past the current hard limit, or a copy of a pipe that fd 1 no longer
+    # is, go unseen. Safe all the same: the copy keeps the pipe open, so the executor never
+    # sees the job end and it ends as a timeout, the worker killed.
     for fd in range(3, resource.getrlimit(resource.RLIMIT_NOFILE)[1]):
         try:
             if _identity(fd) in pipes:
@@ -238,7 +242,8 @@ def _start_job(log_fd: int) -> None:
 
 
 def _between_jobs() -> None:
-    """No widget code may run while the worker waits: no timer is left to fire a handler."""
+    """No timer of the job is left to fire a handler in the next one (the executor keeps
+    the worker stopped meanwhile: only a timer or code it did not cancel runs, and then in a job)."""
     for timer in _TIMERS:
         signal.setitimer(timer, 0)
     signal.signal(signal.SIGXCPU, signal.SIG_DFL)
@@ -281,8 +286,8 @@ def serve(config: dict[str, Any], channel: socket.socket) -> NoReturn:
             envelope = widget.run(request)
             envelope["elapsed_s"] = time.perf_counter() - started
             _deliver(envelope, result_fd)
-            del envelope
             warm = bool(assignment.get("warm"))
+            del envelope, request, assignment, assigned  # the job's context and secrets, gone while idle
             if warm:
                 widget.clear()  # before the pipes close: a file the run left open may be a copy of one
             if not _end_job(result_fd, quiet, warm=warm):

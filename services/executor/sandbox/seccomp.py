@@ -14,9 +14,13 @@ It comes in two parts so that no child pays for compiling or loading a large pro
   zygote itself, which every child inherits through fork. The zygote needs two
   things it denies its children, so those are left to the second part;
 - the *child* filter, a few hand-written BPF instructions each child loads after
-  switching to its uid: no uid/gid changes, ``clone`` for threads only, and
-  signals (``kill``, ``tgkill``, ``rt_sigqueueinfo``, ``rt_tgsigqueueinfo``) to
-  nobody but itself (its pid is only known after the fork);
+  switching to its uid: no uid/gid changes, ``clone`` for threads only, signals
+  (``kill``, ``tgkill``, ``rt_sigqueueinfo``, ``rt_tgsigqueueinfo``) to nobody but
+  itself, and the calls that change another process's limits, priority, CPUs or
+  memory placement (``prlimit64``, ``setpriority``, ``sched_set*``, ``ioprio_set``,
+  ``migrate_pages``, ``move_pages``...) for itself only: pid 0 or its own (its pid is
+  only known after the fork). Without root every widget has the executor's uid, so
+  the kernel would let it lower another worker's or the executor's limits;
 - the *thread counter*, six instructions loaded once into the zygote after the common
   filter, whose listener goes to the executor: each new thread of any child waits for
   the executor's word (user notification, see executor/thread_cap.py), which counts that
@@ -42,7 +46,7 @@ _PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 38, 22, 2
 _RET_ALLOW, _RET_EPERM, _RET_USER_NOTIF = 0x7FFF0000, 0x00050000 | errno.EPERM, 0x7FC00000
 _SET_MODE_FILTER, _FILTER_FLAG_NEW_LISTENER = 1, 1 << 3
 _LD_ABS, _JEQ, _JSET, _JGE, _RET = 0x20, 0x15, 0x45, 0x35, 0x06
-_OFFSET_NR, _OFFSET_ARCH, _OFFSET_ARG0 = 0, 4, 16  # arg0's low 32 bits (little-endian)
+_OFFSET_NR, _OFFSET_ARCH, _OFFSET_ARG0, _OFFSET_ARG1 = 0, 4, 16, 24  # args' low 32 bits (little-endian)
 _X32_SYSCALL_BIT = 0x40000000
 
 DENIED = (
@@ -65,6 +69,20 @@ CHILD_DENIED = (
 )  # fmt: skip
 # Every call that sends a signal names its target process in arg0; a child may only target itself.
 SIGNALLING = ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")
+# Calls that act on the process named in arg0, 0 meaning the caller: a child may only name itself.
+# (process_vm_*, pidfd_open and kcmp are in DENIED; reading calls such as sched_getaffinity are left.)
+OWN_PROCESS = (
+    "prlimit64", "sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr",
+    "migrate_pages", "move_pages",
+)  # fmt: skip
+# Calls that name (which, who) in arg0 and arg1: a child may only name one process, itself (who 0
+# or its pid), never a process group or a uid (every process of the executor's uid, without root).
+_PRIO_PROCESS, _IOPRIO_WHO_PROCESS = 0, 1
+OWN_PROCESS_BY_WHICH = (
+    ("setpriority", _PRIO_PROCESS),
+    ("getpriority", _PRIO_PROCESS),
+    ("ioprio_set", _IOPRIO_WHO_PROCESS),
+)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -81,6 +99,8 @@ class CompiledFilter:
     clone: int
     signal_numbers: tuple[int, ...]
     seccomp: int
+    own_process: tuple[int, ...]
+    own_process_by_which: tuple[tuple[int, int], ...]
 
 
 def available() -> bool:
@@ -124,6 +144,10 @@ def compile_filter() -> CompiledFilter:
         clone=sc.resolve_syscall(arch, "clone"),
         signal_numbers=tuple(_numbers(arch, SIGNALLING)),
         seccomp=sc.resolve_syscall(arch, "seccomp"),
+        own_process=tuple(_numbers(arch, OWN_PROCESS)),
+        own_process_by_which=tuple(
+            (number, which) for name, which in OWN_PROCESS_BY_WHICH if (number := sc.resolve_syscall(arch, name)) >= 0
+        ),
     )
 
 
@@ -140,46 +164,76 @@ def _instruction(code: int, jt: int, jf: int, k: int) -> bytes:
     return struct.pack("=HBBI", code, jt, jf, k)
 
 
+class _Assembler:
+    """BPF with named jump targets (BPF only jumps forward): ``at(label)`` marks where the
+    next instruction goes; jumps name a label, or None to fall through."""
+
+    def __init__(self) -> None:
+        self._code: list[tuple[int, str | None, str | None, int]] = []
+        self._labels: dict[str, int] = {}
+
+    def at(self, label: str) -> None:
+        self._labels[label] = len(self._code)
+
+    def load(self, offset: int) -> None:
+        self._code.append((_LD_ABS, None, None, offset))
+
+    def jump(self, code: int, k: int, then: str | None = None, otherwise: str | None = None) -> None:
+        self._code.append((code, then, otherwise, k))
+
+    def ret(self, verdict: int) -> None:
+        self._code.append((_RET, None, None, verdict))
+
+    def program(self) -> bytes:
+        def offset(at: int, label: str | None) -> int:
+            return 0 if label is None else self._labels[label] - at - 1
+
+        return b"".join(
+            _instruction(code, offset(at, then), offset(at, otherwise), k)
+            for at, (code, then, otherwise, k) in enumerate(self._code)
+        )
+
+
 def child_program(compiled: CompiledFilter, pid: int) -> bytes:
-    """The per-child filter: about twenty instructions, loaded in microseconds."""
-    denied, signalling = compiled.child_denied, compiled.signal_numbers
-    # Layout: checks, then the two argument checks, then the two returns (BPF only jumps forward).
-    head: list[tuple[int, int, int, int] | None] = [
-        (_LD_ABS, 0, 0, _OFFSET_ARCH),
-        None,  # another ABI: already judged by the common filter
-        (_LD_ABS, 0, 0, _OFFSET_NR),
-        None,  # x32 numbers: deny
-        *([None] * len(denied)),
-        None,  # clone
-        *([None] * len(signalling)),
-    ]
-    n = len(head)
-    clone_check, pid_check, allow, eperm = n, n + 2, n + 4, n + 5
-
-    def jump(at: int, target: int) -> int:
-        return target - at - 1
-
-    head[1] = (_JEQ, 0, jump(1, allow), compiled.arch)
-    head[3] = (_JGE, jump(3, eperm), 0, _X32_SYSCALL_BIT)
-    at = 4
-    for number in denied:
-        head[at] = (_JEQ, jump(at, eperm), 0, number)
-        at += 1
-    head[at] = (_JEQ, jump(at, clone_check), 0, compiled.clone)
-    for index, number in enumerate(signalling, start=at + 1):
-        last = index == n - 1
-        head[index] = (_JEQ, jump(index, pid_check), jump(index, allow) if last else 0, number)
-    tail = [
-        (_LD_ABS, 0, 0, _OFFSET_ARG0),  # clone: threads only (the thread counter holds them for the executor)
-        (_JSET, jump(clone_check + 1, allow), jump(clone_check + 1, eperm), CLONE_THREAD),
-        (_LD_ABS, 0, 0, _OFFSET_ARG0),  # signals: to this process only
-        (_JEQ, jump(pid_check + 1, allow), jump(pid_check + 1, eperm), pid),
-        (_RET, 0, 0, _RET_ALLOW),
-        (_RET, 0, 0, _RET_EPERM),
-    ]
-    instructions = [*head, *tail]
-    assert all(instruction is not None for instruction in instructions)
-    return b"".join(_instruction(*instruction) for instruction in instructions if instruction is not None)
+    """The per-child filter: a few dozen instructions, loaded in microseconds."""
+    bpf = _Assembler()
+    bpf.load(_OFFSET_ARCH)
+    bpf.jump(_JEQ, compiled.arch, otherwise="allow")  # another ABI: already judged by the common filter
+    bpf.load(_OFFSET_NR)
+    bpf.jump(_JGE, _X32_SYSCALL_BIT, then="eperm")
+    for number in compiled.child_denied:
+        bpf.jump(_JEQ, number, then="eperm")
+    bpf.jump(_JEQ, compiled.clone, then="clone")
+    for number in compiled.signal_numbers:
+        bpf.jump(_JEQ, number, then="arg0 is this process")
+    for number in compiled.own_process:
+        bpf.jump(_JEQ, number, then="arg0 is 0 or this process")
+    for number, which in compiled.own_process_by_which:
+        bpf.jump(_JEQ, number, then=f"arg0 is {which}")
+    bpf.ret(_RET_ALLOW)
+    bpf.at("clone")  # threads only (the thread counter holds them for the executor)
+    bpf.load(_OFFSET_ARG0)
+    bpf.jump(_JSET, CLONE_THREAD, then="allow", otherwise="eperm")
+    bpf.at("arg0 is this process")  # signals: to this process only (0 would be its process group)
+    bpf.load(_OFFSET_ARG0)
+    bpf.jump(_JEQ, pid, then="allow", otherwise="eperm")
+    bpf.at("arg0 is 0 or this process")
+    bpf.load(_OFFSET_ARG0)
+    bpf.jump(_JEQ, 0, then="allow")
+    bpf.jump(_JEQ, pid, then="allow", otherwise="eperm")
+    for which in sorted({which for _, which in compiled.own_process_by_which}):
+        bpf.at(f"arg0 is {which}")
+        bpf.load(_OFFSET_ARG0)
+        bpf.jump(_JEQ, which, then="arg1 is 0 or this process", otherwise="eperm")
+    bpf.at("arg1 is 0 or this process")
+    bpf.load(_OFFSET_ARG1)
+    bpf.jump(_JEQ, 0, then="allow")
+    bpf.jump(_JEQ, pid, then="allow", otherwise="eperm")
+    bpf.at("allow")
+    bpf.ret(_RET_ALLOW)
+    bpf.at("eperm")
+    bpf.ret(_RET_EPERM)
+    return bpf.program()
 
 
 def _load(program: bytes) -> None:
