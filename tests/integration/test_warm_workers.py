@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 import socket
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -383,6 +384,22 @@ async def test_an_idle_worker_is_stopped_until_its_next_job() -> None:
         assert (_pid(after), after.worker_start) == (worker, "warm")
         await _until_stopped(worker)
     assert reasons == ["shutdown"], "SIGKILL ends a stopped worker like any other"
+
+
+async def test_an_idle_worker_dies_with_a_killed_zygote() -> None:
+    """Stopped, it would never see its channel close: the kernel kills it with its parent,
+    even when no executor is left to retire it (the event loop is not given a turn here)."""
+    async with zygote_runner(UID, 1) as runner:
+        worker = _pid(await _run(runner))
+        await _until_stopped(worker)
+        zygote = runner._zygote
+        assert zygote is not None
+        zygote.process.kill()
+        for _ in range(500):
+            if _dead(worker):
+                break
+            time.sleep(0.01)  # noqa: ASYNC251 - on purpose: the executor must not get to clean up
+        assert _dead(worker), f"idle worker {worker} outlived its zygote"
 
 
 # Widget code that runs after its result, in place of the worker's own step between jobs:

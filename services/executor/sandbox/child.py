@@ -52,7 +52,7 @@ from executor.sandbox import egress, landlock, seccomp
 from executor.sandbox.runtime import widget_builtins
 
 WIDGET_FILENAME = "<widget>"
-_PR_SET_NO_NEW_PRIVS, _PR_SET_DUMPABLE = 38, 4
+_PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS, _PR_SET_DUMPABLE = 1, 38, 4
 _MAX_ASSIGNMENT = 64 * 1024
 _TIMERS = (signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF)
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -73,6 +73,15 @@ def _extend_cpu_limit(seconds: int) -> None:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     _, hard = resource.getrlimit(resource.RLIMIT_CPU)
     resource.setrlimit(resource.RLIMIT_CPU, (min(math.ceil(usage.ru_utime + usage.ru_stime) + seconds, hard), hard))
+
+
+def _die_with(parent: int) -> None:
+    """SIGKILL this process when the zygote that forked it dies, however it dies: a warm
+    worker idles stopped (SIGSTOP), so it would never notice its channel closing. Set after
+    the uid switch, which clears it; a zygote already gone by then is checked for."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        raise RuntimeError("the sandbox zygote exited")
 
 
 def _drop_privileges(uid: int | None, gid: int | None) -> None:
@@ -253,6 +262,7 @@ def serve(config: dict[str, Any], channel: socket.socket) -> NoReturn:
     """A child's whole life: prepare, run its job (and, warm, the next jobs of the same
     widget), exit with ``os._exit``."""
     code = 70
+    zygote = os.getppid()
     try:
         program: bytes | None = None
         quiet = -1
@@ -274,6 +284,7 @@ def serve(config: dict[str, Any], channel: socket.socket) -> NoReturn:
                 _apply_limits(assignment["limits"])
                 _drop_privileges(assignment.get("uid"), assignment.get("gid"))
                 _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)  # a uid change resets it to fs.suid_dumpable
+                _die_with(zygote)
             else:
                 _extend_cpu_limit(assignment["limits"]["cpu_seconds"])
             request = _read_request(request_fd)
