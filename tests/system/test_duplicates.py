@@ -3,10 +3,12 @@ running, yields exactly one stored sidebar and one sidebar.ready."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 from pymongo import MongoClient
 
+from shared.latest_sidebar import latest_body
 from tests.system.harness import LogLine
 from tests.system.stack import (
     Stack,
@@ -71,7 +73,7 @@ async def test_triple_delivery_gives_exactly_one_sidebar(stack: Stack) -> None:
         assert db.runs.count_documents({"business_id": business_id}) == 1
         stored = list(db.sidebars.find({"business_id": business_id}))
     assert len(stored) == 1
-    assert stored[0]["trigger_event_id"] == event_id
+    assert json.loads(latest_body(stored[0]))["trigger_event_id"] == event_id
     published = [
         line
         for process in stack.orchestrators
