@@ -33,6 +33,9 @@ RESULTS_DIR = ROOT / "benchmarks" / "results"
 LOCAL_LOGS = ROOT / ".local" / "logs"
 PYTHON = sys.executable
 LOOPBACK = "127.0.0.1"
+# Below the default ephemeral range (32768-60999), above every port the services and the chaos
+# suite use (5672, 57xx, 25672, 257xx, 27017, 271xx).
+_FIRST_SERVICE_PORT = 30_000
 DEFAULT_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_MONGODB_URL = "mongodb://127.0.0.1:27017/"
 
@@ -66,9 +69,19 @@ def machine_facts() -> dict[str, Any]:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
+    """A free loopback port for a service to bind, below the kernel's ephemeral range: a port
+    that bind(0) hands out may be taken by the next outgoing connection before the service
+    binds it (CI once lost a store to that)."""
+    ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = secrets.choice(range(_FIRST_SERVICE_PORT, max(_FIRST_SERVICE_PORT + 1, ephemeral_low)))
+        with socket.socket() as sock:
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
+            return port
+    raise BenchmarkError(f"no free port between {_FIRST_SERVICE_PORT} and {ephemeral_low}")
 
 
 @dataclass

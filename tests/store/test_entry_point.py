@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
+from benchmarks.harness import free_port
 from store.settings import StoreSettings
 from tests.infra import Infra
 from tests.store.conftest import ADMIN_KEY
@@ -67,12 +67,6 @@ def test_a_short_admin_key_error_does_not_echo_the_key() -> None:
     assert result.returncode == 1
     assert "STORE_ADMIN_KEY: must be at least 16 characters long" in result.stderr
     assert "tiny-secret" not in result.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
