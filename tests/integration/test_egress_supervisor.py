@@ -37,7 +37,8 @@ async def widget_end(listener: socket.socket) -> AsyncIterator[tuple[socket.sock
         try:
             yield theirs, egress
         finally:
-            egress.close()
+            egress.stop()
+            ours.close()
             theirs.close()
 
 

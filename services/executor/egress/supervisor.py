@@ -58,7 +58,7 @@ def _where(address: str | Address, port: int) -> str:
 
 
 class JobEgress:
-    """One job's egress: serves its channel until closed and remembers every refusal."""
+    """One job's egress: serves its channel until stopped and remembers every refusal."""
 
     def __init__(self, policy: EgressPolicy, channel: socket.socket, timeout_s: float, resolver: Executor) -> None:
         self.denials: list[str] = []
@@ -82,10 +82,6 @@ class JobEgress:
         self._stop_reading()
         for task in self._tasks:
             task.cancel()
-
-    def close(self) -> None:
-        self.stop()
-        self._channel.close()
 
     def _stop_reading(self) -> None:
         if self._reading:
