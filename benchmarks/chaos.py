@@ -41,7 +41,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -76,6 +75,7 @@ from benchmarks.harness import (
     Process,
     drop_database,
     free_port,
+    free_port_in,
     isolated_vhost,
     machine_facts,
     rabbitmqctl_output,
@@ -138,22 +138,12 @@ def _services(command: str, amqp_url: str, mongodb_url: str) -> None:
     subprocess.run(["bash", "scripts/services.sh", command], cwd=ROOT, env=env, check=True, timeout=300)
 
 
-def _free_port_in(ports: range) -> int:
-    for port in ports:
-        with socket.socket() as sock:
-            try:
-                sock.bind((LOOPBACK, port))
-            except OSError:
-                continue
-            return port
-    raise BenchmarkError(f"no free port in {ports.start}-{ports.stop - 1}")
-
-
 @asynccontextmanager
 async def private_infra() -> AsyncIterator[Infra]:
     """Its own RabbitMQ node and FerretDB on spare ports, stopped afterwards."""
     # services.sh gives a node the Erlang distribution port AMQP port + 20000: keep both valid.
-    amqp_port, mongo_port = _free_port_in(range(5700, 5800)), _free_port_in(range(27100, 27200))
+    amqp_port = free_port_in(range(5700, 5800), "5700-5799")
+    mongo_port = free_port_in(range(27100, 27200), "27100-27199")
     infra = Infra(
         f"amqp://guest:guest@{LOOPBACK}:{amqp_port}/",
         f"mongodb://{LOOPBACK}:{mongo_port}/",

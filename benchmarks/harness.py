@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,15 +73,20 @@ def free_port() -> int:
     that bind(0) hands out may be taken by the next outgoing connection before the service
     binds it (CI once lost a store to that)."""
     ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    for _ in range(200):
-        port = secrets.choice(range(_FIRST_SERVICE_PORT, max(_FIRST_SERVICE_PORT + 1, ephemeral_low)))
+    ports = range(_FIRST_SERVICE_PORT, max(_FIRST_SERVICE_PORT + 1, ephemeral_low))
+    return free_port_in((secrets.choice(ports) for _ in range(200)), f"{ports.start}-{ports.stop - 1}")
+
+
+def free_port_in(ports: Iterable[int], described: str) -> int:
+    """The first of ``ports`` that loopback can bind now."""
+    for port in ports:
         with socket.socket() as sock:
             try:
                 sock.bind((LOOPBACK, port))
             except OSError:
                 continue
             return port
-    raise BenchmarkError(f"no free port between {_FIRST_SERVICE_PORT} and {ephemeral_low}")
+    raise BenchmarkError(f"no free port in {described}")
 
 
 @dataclass

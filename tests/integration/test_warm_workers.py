@@ -9,7 +9,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -99,24 +99,17 @@ def _dead(pid: int) -> bool:
     return "\nState:\tZ" in status
 
 
-async def _until_dead(pid: int) -> None:
-    for _ in range(500):
-        if _dead(pid):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"process {pid} is still alive")
-
-
 def _stopped(pid: int) -> bool:
     return "\nState:\tT" in Path(f"/proc/{pid}/status").read_text()
 
 
-async def _until_stopped(pid: int) -> None:
+async def _until(holds: Callable[[int], bool], pid: int) -> None:
+    """Wait for ``holds(pid)``: at most 5 s, which a loaded machine needs, polled every 10 ms."""
     for _ in range(500):
-        if _stopped(pid):
+        if holds(pid):
             return
         await asyncio.sleep(0.01)
-    raise AssertionError(f"idle worker {pid} is not stopped")
+    raise AssertionError(f"process {pid}: {holds.__name__.strip('_')} did not come true")
 
 
 def _idle_worker(runner: ZygoteRunner) -> Worker:
@@ -185,7 +178,7 @@ async def test_jobs_without_a_business_and_widget_are_never_reused(runner: Zygot
     pids = [_pid(await runner.run(RunRequest(code=PID, context={}, timeout_s=5))) for _ in range(3)]
     assert len(set(pids)) == 3
     for pid in pids:
-        await _until_dead(pid)
+        await _until(_dead, pid)
 
 
 async def test_module_globals_do_not_carry_over_to_the_next_job(runner: ZygoteRunner) -> None:
@@ -211,7 +204,7 @@ async def test_a_timeout_kills_the_worker_and_the_next_job_gets_a_fresh_one(runn
     worker = _pid(await _run(runner))
     stopped = await _run(runner, action="sleep", timeout_s=1)
     assert stopped.status == "timeout"
-    await _until_dead(worker)
+    await _until(_dead, worker)
     after = await _run(runner)
     assert _pid(after) != worker
     assert after.worker_start == "fresh"
@@ -219,7 +212,7 @@ async def test_a_timeout_kills_the_worker_and_the_next_job_gets_a_fresh_one(runn
 
 async def test_a_widget_that_leaves_a_thread_behind_gets_its_worker_retired(runner: ZygoteRunner) -> None:
     worker = _pid(await _run(runner, action="leave a thread"))
-    await _until_dead(worker)
+    await _until(_dead, worker)
     after = await _run(runner)
     assert _pid(after) != worker
     assert after.worker_start == "fresh"
@@ -317,7 +310,7 @@ async def test_a_worker_is_retired_after_its_maximum_of_jobs() -> None:
 async def test_an_idle_worker_is_retired_after_its_idle_time() -> None:
     async with zygote_runner(UID, 2, warm_idle_s=0.2) as runner:
         worker = _pid(await _run(runner))
-        await _until_dead(worker)
+        await _until(_dead, worker)
         after = await _run(runner)
         assert after.worker_start == "fresh"
 
@@ -327,7 +320,7 @@ async def test_a_job_with_no_free_slot_evicts_the_idle_worker_of_another_widget(
         worker = _pid(await _run(runner))
         other = await _run(runner, widget_id="w2")
         assert _pid(other) != worker
-        await _until_dead(worker)
+        await _until(_dead, worker)
         assert _pid(await _run(runner, widget_id="w2")) == _pid(other), "the newcomer is warm in its turn"
 
 
@@ -378,11 +371,11 @@ async def test_an_idle_worker_is_stopped_until_its_next_job() -> None:
     reasons: list[str] = []
     async with zygote_runner(UID, 1, reasons.append) as runner:
         worker = _pid(await _run(runner, TIMER, arm=True))
-        await _until_stopped(worker)
+        await _until(_stopped, worker)
         assert cpu_seconds_of(worker) == pytest.approx(_idle_worker(runner).cpu_used_s, abs=0.05)
         after = await _run(runner, TIMER)
         assert (_pid(after), after.worker_start) == (worker, "warm")
-        await _until_stopped(worker)
+        await _until(_stopped, worker)
     assert reasons == ["shutdown"], "SIGKILL ends a stopped worker like any other"
 
 
@@ -391,7 +384,7 @@ async def test_an_idle_worker_dies_with_a_killed_zygote() -> None:
     even when no executor is left to retire it (the event loop is not given a turn here)."""
     async with zygote_runner(UID, 1) as runner:
         worker = _pid(await _run(runner))
-        await _until_stopped(worker)
+        await _until(_stopped, worker)
         zygote = runner._zygote
         assert zygote is not None
         zygote.process.kill()
@@ -511,7 +504,7 @@ async def test_a_cancelled_job_kills_its_worker_and_frees_its_slot() -> None:
         job.cancel()
         with pytest.raises(asyncio.CancelledError):
             await job
-        await _until_dead(worker)
+        await _until(_dead, worker)
         after = await asyncio.wait_for(_run(runner), 10)
         assert (after.status, after.worker_start) == ("ok", "fresh"), "the only slot is free again"
 
@@ -523,7 +516,7 @@ async def test_a_widget_that_keeps_a_copy_of_its_pipes_gets_its_result_and_its_w
         for _ in range(3):
             kept = await _run(runner, action="keep a pipe", timeout_s=10)
             worker = _pid(kept)
-            await _until_dead(worker)
+            await _until(_dead, worker)
             after = await _run(runner)
             assert _pid(after) != worker
             assert after.worker_start == "fresh"
