@@ -124,6 +124,30 @@ def commands_lines(product: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def cpu_table(rows: list[tuple[str, dict[str, Any] | None]]) -> list[str]:
+    """CPU milliseconds per sidebar by component in each throughput run (benchmarks/cpu.py)."""
+    runs = [(label, (result or {}).get("cpu_ms_per_sidebar")) for label, result in rows]
+    runs = [(label, cpu) for label, cpu in runs if cpu]
+    if not runs:
+        return ["CPU per sidebar: n/a"]
+    components: list[str] = []
+    for _, cpu in runs:
+        components += [
+            name for name in sorted(cpu, key=lambda n: -cpu[n]) if name != "total" and name not in components
+        ]
+    lines = [
+        "CPU per sidebar, ms (throughput runs; /proc deltas over the measured events, every process on the machine "
+        "that serves them, the benchmark client included):",
+        "",
+        "| component | " + " | ".join(label for label, _ in runs) + " |",
+        "|---|" + "---|" * len(runs),
+    ]
+    for name in [*components, "total"]:
+        cells = [f"{cpu[name]:.1f}" if name in cpu else "" for _, cpu in runs]
+        lines.append(f"| {'**total**' if name == 'total' else name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def idle_lines(idle: dict[str, Any] | None) -> list[str]:
     if not idle:
         return ["idle single sidebar: did not run"]
@@ -248,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
         *targets(product, chord_threads),
         "",
         *commands_lines(product),
+        "",
+        *cpu_table(
+            [("product", product)] + [(name, scenario(name, "throughput")) for name in reports if name != "product"]
+        ),
         "",
         *idle_lines(scenario("product", "idle")),
         "",

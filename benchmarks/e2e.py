@@ -14,7 +14,8 @@ Scenarios (``--scenarios``, comma-separated):
   business whose ``--widgets`` widgets each make one HTTP GET (``benchmarks/workload.py``).
   Reads ``orchestrator_db_commands_total`` and ``store_db_commands_total`` before and after
   and reports database commands per sidebar.
-- ``idle``: the demo's four example widgets, ``--idle-events`` one at a time; sidebar
+- ``idle``: the demo's four example widgets, ``--idle-events`` one at a time, each
+  ``IDLE_GAP_S`` after the previous sidebar so that it meets a quiet stack; sidebar
   arrival minus the slowest widget's ``duration_ms``, first card minus the fastest one's.
 - ``open-loop``: each widget's endpoint answers after 50-200 ms, events open at
   ``--open-rate`` per second for ``--open-duration`` s; time to the first card and to the
@@ -38,7 +39,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,8 @@ import httpx
 from aio_pika.abc import AbstractExchange
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks.cpu import CpuMeter, per_sidebar_ms
+from benchmarks.cpu import describe as describe_cpu
 from benchmarks.harness import (
     DEFAULT_MONGODB_URL,
     DEFAULT_RABBITMQ_URL,
@@ -71,7 +74,17 @@ from benchmarks.harness import (
     wait_http,
     write_report,
 )
-from benchmarks.load import Outcome, ServingError, Submit, Watch, closed_loop, open_loop, until_serving, watch_sidebars
+from benchmarks.load import (
+    Outcome,
+    ServingError,
+    Submit,
+    Watch,
+    closed_loop,
+    open_loop,
+    spaced,
+    until_serving,
+    watch_sidebars,
+)
 from benchmarks.workload import (
     REALISTIC_FIRST,
     THROUGHPUT_FIRST,
@@ -88,6 +101,9 @@ DEV_ADMIN_KEY = "dev-admin-key-change-me"  # scripts/run.sh's default, for --no-
 STARTUP_TIMEOUT_S = 90.0
 CLEANUP_GRACE_S = 60.0
 SCENARIOS = ("throughput", "idle", "open-loop")
+# Past the previous run's record (two updates) and acks: the next event meets an idle stack.
+IDLE_GAP_S = 0.1
+SANDBOX = "sandbox (zygote, widget processes)"
 DB_COMMAND_METRICS = {"orchestrator": "orchestrator_db_commands_total", "store": "store_db_commands_total"}
 
 
@@ -100,6 +116,7 @@ class Endpoints:
     upstream_url: str
     admin_key: str
     metrics: dict[str, str]  # service -> its /metrics URL
+    pids: dict[str, int] = field(default_factory=dict)  # service -> pid, for a stack started here
 
 
 def stack_env(amqp_url: str, database: str, admin_key: str, ports: dict[str, int]) -> dict[str, str]:
@@ -161,6 +178,7 @@ async def started_stack(
                 "orchestrator": f"http://{LOOPBACK}:{ports['orchestrator']}/metrics",
                 "store": f"http://{LOOPBACK}:{ports['store']}/metrics",
             },
+            {process.name: process.proc.pid for process in processes},
         )
         await wait_http(
             [f"{endpoints.upstream_url}/healthz", f"{endpoints.store_url}/healthz"], processes, STARTUP_TIMEOUT_S
@@ -318,18 +336,31 @@ class Bench:
         return target, watch, submit
 
 
+def cpu_meter(endpoints: Endpoints) -> CpuMeter | None:
+    """The stack's CPU by service, the sandbox apart from the executor; None for a stack
+    this run did not start (its processes are not known)."""
+    if not endpoints.pids:
+        return None
+    return CpuMeter(
+        {name: [pid] for name, pid in endpoints.pids.items()},
+        carved={SANDBOX: ("executor", "executor.sandbox.zygote")},
+    )
+
+
 async def throughput(bench: Bench) -> dict[str, Any]:
     args = bench.args
     widgets = bench_widgets(args.widgets, THROUGHPUT_FIRST)
     _, watch, submit = await bench.target("throughput", bench_specs(widgets, bench.endpoints.upstream_url))
     if args.warmup:
         await closed_loop(watch, submit, args.warmup, args.concurrency, bench.deadline)
-    before = await read_db_commands(bench.endpoints)
+    meter = cpu_meter(bench.endpoints)
+    before, cpu_before = await read_db_commands(bench.endpoints), meter.snapshot() if meter else None
     outcome = await closed_loop(watch, submit, args.events, args.concurrency, bench.deadline)
     # Sidebars are published after their writes, so the counters are complete once they arrive.
-    after = await read_db_commands(bench.endpoints)
+    after, cpu_after = await read_db_commands(bench.endpoints), meter.snapshot() if meter else None
     summary = outcome.summary(len(widgets))
     summary["db_commands_per_sidebar"] = per_sidebar(before, after, len(outcome.timings))
+    summary["cpu_ms_per_sidebar"] = per_sidebar_ms(cpu_before, cpu_after, len(outcome.timings))
     summary["config"] = {"events": args.events, "concurrency": args.concurrency, "widgets": len(widgets)}
     return summary
 
@@ -357,7 +388,7 @@ async def idle(bench: Bench) -> dict[str, Any]:
     specs = [(e.widget_id, e.name, load_example(e.widget_id, api), e.position) for e in EXAMPLES]
     _, watch, submit = await bench.target("idle", specs)
     await closed_loop(watch, submit, 2, 1, bench.deadline)
-    summary = idle_summary(await closed_loop(watch, submit, bench.args.idle_events, 1, bench.deadline))
+    summary = idle_summary(await spaced(watch, submit, bench.args.idle_events, IDLE_GAP_S, bench.deadline))
     summary["config"] = {"events": bench.args.idle_events, "widgets": [e.widget_id for e in EXAMPLES]}
     return summary
 
@@ -446,6 +477,8 @@ def print_report(report: dict[str, Any]) -> None:
         )
         if "db_commands_per_sidebar" in result:
             print(f"             db commands per sidebar: {result['db_commands_per_sidebar']}")
+        if "cpu_ms_per_sidebar" in result:
+            print(f"             CPU per sidebar: {describe_cpu(result['cpu_ms_per_sidebar'])}")
         if "ready_over_slowest_ms" in result:
             print(
                 f"             ready - slowest widget p50 {result['ready_over_slowest_ms']['p50']} ms, "

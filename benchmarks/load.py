@@ -187,6 +187,21 @@ async def closed_loop(watch: Watch, submit: Submit, events: int, concurrency: in
     return outcome
 
 
+async def spaced(watch: Watch, submit: Submit, events: int, gap_s: float, deadline: float) -> Outcome:
+    """``events`` events one at a time, each ``gap_s`` after the previous sidebar: every one
+    meets an idle stack (the previous run's record and acks are done), as a single
+    conversation opened on a quiet help desk would."""
+    outcome = Outcome()
+    began = time.perf_counter()
+    for _ in range(events):
+        if time.monotonic() >= deadline:
+            break
+        await _one(watch, submit, outcome, deadline)
+        await asyncio.sleep(gap_s)
+    outcome.wall_s = time.perf_counter() - began
+    return outcome
+
+
 async def open_loop(
     watch: Watch, submit: Submit, rate: float, duration_s: float, deadline: float, drain_s: float
 ) -> Outcome:

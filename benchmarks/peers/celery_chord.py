@@ -51,6 +51,8 @@ from celery import Celery, chord
 from kombu import Exchange
 from pymongo import MongoClient
 
+from benchmarks.cpu import CpuMeter, per_sidebar_ms
+from benchmarks.cpu import describe as describe_cpu
 from benchmarks.harness import (
     DEFAULT_MONGODB_URL,
     DEFAULT_RABBITMQ_URL,
@@ -397,8 +399,11 @@ async def benchmark(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
             watch, submit = await prepared("throughput", throughput_widgets)
             if args.warmup:
                 await closed_loop(watch, submit, args.warmup, args.concurrency, deadline)
+            meter = CpuMeter({"celery worker": [worker.proc.pid], "upstream": [upstream.proc.pid]})
+            cpu_before = meter.snapshot()
             outcome = await closed_loop(watch, submit, args.events, args.concurrency, deadline)
             summary = outcome.summary(args.widgets)
+            summary["cpu_ms_per_sidebar"] = per_sidebar_ms(cpu_before, meter.snapshot(), len(outcome.timings))
             summary["config"] = {"events": args.events, "concurrency": args.concurrency, "widgets": args.widgets}
             report["scenarios"]["throughput"] = summary
         if "open-loop" in args.scenarios:
@@ -472,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
             f"all ok {result['all_widgets_ok']}, p50 {latency['p50']} p99 {latency['p99']} ms, "
             f"{result['sidebars_per_s']} sidebars/s"
         )
+        if "cpu_ms_per_sidebar" in result:
+            print(f"    CPU per sidebar: {describe_cpu(result['cpu_ms_per_sidebar'])}")
     path = write_report(report, args.output or RESULTS_DIR / f"chord-{args.variant}-{stamp}.json")
     print(f"results: {relative(path)}")
     return 0 if all(r["missing"] == 0 for r in report["scenarios"].values()) else 1
