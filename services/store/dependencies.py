@@ -20,6 +20,7 @@ from shared.mongo import connect_mongo
 from shared.secrets import SecretBox, parse_key
 from store.events import EventPublisher
 from store.metrics import StoreMetrics
+from store.push.bindings import FeedBindings
 from store.push.feed import BrokerFeed
 from store.push.hub import PushHub
 from store.repositories.businesses import BusinessRepository
@@ -49,6 +50,8 @@ class StoreDependencies:
     test_runs: TestRunClient
     messages: MessageRepository
     push: PushHub
+    # A stream awaits ``feed_bindings.watch`` before it subscribes to ``push``.
+    feed_bindings: FeedBindings
     stream_tokens: StreamTokens
     secrets: SecretRepository
     # None when SECRETS_KEY is unset: the secrets routes then answer 503.
@@ -93,6 +96,9 @@ async def open_store(
         stack.callback(push.close)
         feed = await BrokerFeed.start(broker, push, metrics)
         stack.push_async_callback(feed.close)
+        feed_bindings = FeedBindings(feed, push, metrics)
+        feed_bindings.start()
+        stack.push_async_callback(feed_bindings.close)
         stack.callback(health.stop_serving)
         health.start_serving()
         yield StoreDependencies(
@@ -107,6 +113,7 @@ async def open_store(
             test_runs=test_runs,
             messages=messages,
             push=push,
+            feed_bindings=feed_bindings,
             stream_tokens=StreamTokens.for_settings(settings),
             secrets=secrets,
             secret_box=_secret_box(settings),

@@ -54,6 +54,11 @@ class StoreMetrics:
             "Live stream (SSE) clients connected to this process.",
             registry=self.registry,
         )
+        self.stream_bound_businesses = Gauge(
+            "store_stream_bound_businesses",
+            "Businesses this process's stream feed is bound for: with a stream open now or in the last 5 minutes.",
+            registry=self.registry,
+        )
         self.stream_events = Counter(
             "store_stream_events_total",
             "Events the stream hub took from the broker, by type (widget, sidebar, or invalid when dropped).",

@@ -292,6 +292,22 @@ async def test_a_stream_never_carries_another_business_events(
     assert {f.json()["business_id"] for f in received_a} == {a.business_id}
 
 
+async def test_the_store_takes_no_event_of_a_business_without_a_stream(
+    live: httpx.AsyncClient, new_tenant: NewTenant, publisher: Broker, deps: StoreDependencies
+) -> None:
+    watched, unwatched = await new_tenant(), await new_tenant()
+    async with open_stream(live, watched.business_id, headers=watched.headers) as stream:
+        await publish(publisher, card(unwatched.business_id, "c", "unseen"), mandatory=False)
+        # Published after it on the same channel: had the unwatched card been routed here, it would be in first.
+        await publish(publisher, card(watched.business_id, "c", "marker"))
+        marker = await stream.event()
+
+    assert marker.json()["widget"]["widget_id"] == "marker"
+    assert stream_events(deps.metrics, "widget") == 1
+    assert deps.feed_bindings.bound() == {watched.business_id}
+    assert deps.metrics.registry.get_sample_value("store_stream_bound_businesses") == 1
+
+
 async def test_a_conversation_stream_carries_only_that_conversation(
     live: httpx.AsyncClient, tenant: Tenant, publisher: Broker
 ) -> None:
@@ -382,10 +398,12 @@ async def test_invalid_messages_are_logged_and_dropped_and_the_feed_keeps_going(
         async with open_stream(live, tenant.business_id, headers=tenant.headers) as stream:
             await publish_raw(publisher, key, b"not json")
             await publish_raw(publisher, key, b'{"event_id": "x"}')
+            # Three words: the business's binding (four) does not take it, so it never reaches the store.
             await publish_raw(
                 publisher,
                 f"sidebar.widget.{tenant.business_id}",
                 card(tenant.business_id, "c1").model_dump_json().encode(),
+                mandatory=False,
             )
             await publish(publisher, card(tenant.business_id, "c1", "valid"))
             first = await stream.event()
@@ -393,8 +411,8 @@ async def test_invalid_messages_are_logged_and_dropped_and_the_feed_keeps_going(
     assert first.json()["widget"]["widget_id"] == "valid"
     dropped = [entry for entry in logs if entry["event"] == "stream.event_dropped"]
     assert dropped[0]["reason"] == "(root): invalid JSON"
-    assert len(dropped) == 3
-    assert stream_events(deps.metrics, "invalid") == 3
+    assert len(dropped) == 2
+    assert stream_events(deps.metrics, "invalid") == 2
     assert stream_events(deps.metrics, "widget") == 1
 
 

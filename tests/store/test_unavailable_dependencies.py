@@ -13,6 +13,8 @@ from shared.broker import Broker
 from shared.mongo import Document
 from store.dependencies import StoreDependencies
 from store.events import EventPublisher
+from store.push.bindings import FeedBindings
+from store.push.feed import BrokerFeed
 from store.repositories.businesses import BusinessRepository
 from store.settings import StoreSettings
 from tests.infra import Infra
@@ -59,3 +61,19 @@ async def test_an_unreachable_broker_is_a_503(
 
     assert response.status_code == 503
     assert response.json() == UNAVAILABLE
+
+
+async def test_a_stream_the_feed_cannot_bind_for_is_a_503(
+    settings: StoreSettings, deps: StoreDependencies, tenant: Tenant
+) -> None:
+    broker = await Broker.connect(settings.rabbitmq_url.get_secret_value(), prefetch=1, name="closed-feed")
+    feed = await BrokerFeed.start(broker, deps.push, deps.metrics)
+    await broker.close()
+    broken = replace(deps, feed_bindings=FeedBindings(feed, deps.push, deps.metrics))
+
+    async with store_client(settings, broken) as broken_client:
+        response = await broken_client.get(tenant.path("/stream"), headers=tenant.headers)
+
+    assert response.status_code == 503
+    assert response.json() == UNAVAILABLE
+    assert deps.metrics.registry.get_sample_value("store_stream_clients") == 0

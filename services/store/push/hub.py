@@ -8,12 +8,18 @@ replay, which is for reconnects: events also leave it after a few minutes, so
 every business that ever had an event costs almost nothing once it is quiet.
 Subscribers have bounded queues: a client that falls that far behind is
 dropped, so one slow browser never holds up the others.
+
+The hub only sees the businesses the feed is bound for (``bindings``). It
+records when a business's last subscriber left, which is what decides when the
+feed lets go of it, and ``forget`` marks the moment it does: events may be
+missed from then on, so every id issued before is unknown for that business.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import secrets
 import time
 from collections import deque
@@ -134,6 +140,12 @@ class _Ring:
         while self.events and self.events[0].received_at < received_before:
             self._evict_oldest()
 
+    def forget(self, through: int) -> None:
+        """Drop every event, and refuse replay after any sequence up to ``through``."""
+        self.events.clear()
+        self._bytes = 0
+        self.evicted_through = through
+
     def _evict_oldest(self) -> None:
         dropped = self.events.popleft()
         self._bytes -= len(dropped.data)
@@ -158,6 +170,7 @@ class PushHub:
         self._seq = 0
         self._rings: dict[str, _Ring] = {}
         self._subscribers: dict[str, set[Subscription]] = {}
+        self._idle_since: dict[str, float] = {}  # when each business's last subscriber left
         self._buffer_events = buffer_events
         self._buffer_bytes = buffer_bytes
         self._buffer_age_s = buffer_age_s
@@ -166,15 +179,16 @@ class PushHub:
         self._swept_at = clock()
         self._closed = False
 
+    @property
+    def buffer_age_s(self) -> float:
+        return self._buffer_age_s
+
     def publish(self, name: EventName, business_id: str, conversation_id: str, data: str) -> PushEvent:
         """Number, buffer and deliver one event; never waits."""
         self._seq += 1
         now = self._clock()
         event = PushEvent(f"{self._epoch}-{self._seq}", self._seq, name, business_id, conversation_id, data, now)
-        ring = self._rings.get(business_id)
-        if ring is None:
-            ring = self._rings[business_id] = _Ring(self._buffer_events, self._buffer_bytes)
-        ring.append(event)
+        self._ring(business_id).append(event)
         if now - self._swept_at >= _SWEEP_INTERVAL_S:
             self._swept_at = now
             for each in self._rings.values():
@@ -204,6 +218,7 @@ class PushHub:
             subscription.end()  # the store is stopping: the stream ends at once
             return subscription
         self._subscribers.setdefault(business_id, set()).add(subscription)
+        self._idle_since.pop(business_id, None)
         self._metrics.stream_clients.inc()
         return subscription
 
@@ -215,7 +230,21 @@ class PushHub:
         subscribers.discard(subscription)
         if not subscribers:
             del self._subscribers[subscription.business_id]
+            self._idle_since[subscription.business_id] = self._clock()
         self._metrics.stream_clients.dec()
+
+    def idle_since(self, business_id: str) -> float | None:
+        """When the business's last subscriber left: None while it has one, -inf if it never had one."""
+        if business_id in self._subscribers:
+            return None
+        return self._idle_since.get(business_id, -math.inf)
+
+    def forget(self, business_id: str) -> None:
+        """The feed stops taking this business's events: every id issued so far becomes unknown for it,
+        so a reconnect starts from the stored sidebar rather than replay across the gap."""
+        self._seq += 1  # a number no event gets: even the newest id issued so far falls before it
+        self._ring(business_id).forget(self._seq)
+        self._idle_since.pop(business_id, None)
 
     def close(self) -> None:
         """End every subscription, so open streams finish, and refuse new ones."""
@@ -224,6 +253,12 @@ class PushHub:
             for subscription in list(subscribers):
                 subscription.end()
                 self.unsubscribe(subscription)
+
+    def _ring(self, business_id: str) -> _Ring:
+        ring = self._rings.get(business_id)
+        if ring is None:
+            ring = self._rings[business_id] = _Ring(self._buffer_events, self._buffer_bytes)
+        return ring
 
     def _events_after(
         self, business_id: str, conversation_id: str | None, last_event_id: str | None

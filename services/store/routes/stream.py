@@ -64,6 +64,8 @@ async def _stream(
     conversation_id: str | None,
     last_event_id: str | None,
 ) -> AsyncIterator[bytes]:
+    """Subscribed here, not by the route: a generator that never starts (the client left first) holds nothing.
+    The feed is already bound for the business, so every event from ``CONNECTED`` on reaches the subscription."""
     with deps.push.subscribe(business_id, conversation_id, last_event_id) as subscription:
         yield CONNECTED
         if subscription.replay is not None:
@@ -109,10 +111,13 @@ def stream_router() -> APIRouter:
     ) -> StreamingResponse:
         """`event: widget` carries a `sidebar.widget` body, `event: sidebar` a `sidebar.ready` body. With
         `conversation_id` the stream starts with the conversation's latest stored sidebar; `Last-Event-ID`
-        (header, or `last_event_id` on the first connect) replays what this process still holds after it."""
+        (header, or `last_event_id` on the first connect) replays what this process still holds after it. A
+        broker that cannot be reached is a 503."""
         if conversation_id is not None:
             structlog.contextvars.bind_contextvars(conversation_id=conversation_id)
         resume_after = last_event_id_header if last_event_id_header is not None else last_event_id
+        # Here rather than in the stream: a broker that cannot bind is then a 503, not an empty 200.
+        await deps.feed_bindings.watch(business_id)
         return StreamingResponse(
             _stream(request, deps, business_id, conversation_id, resume_after), media_type=MEDIA_TYPE, headers=HEADERS
         )
