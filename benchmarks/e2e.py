@@ -12,8 +12,10 @@ Scenarios (``--scenarios``, comma-separated):
 
 - ``throughput``: ``--events`` events, ``--concurrency`` awaiting their sidebar at once, on a
   business whose ``--widgets`` widgets each make one HTTP GET (``benchmarks/workload.py``).
-  Reads ``orchestrator_db_commands_total`` and ``store_db_commands_total`` before and after
-  and reports database commands per sidebar.
+  The client waits for ``sidebar.ready`` only, as the chord's does. Reads
+  ``orchestrator_db_commands_total`` and ``store_db_commands_total`` before and after and
+  reports database commands per sidebar, and the CPU each process used per sidebar
+  (``benchmarks/cpu.py``).
 - ``idle``: the demo's four example widgets, ``--idle-events`` one at a time, each
   ``IDLE_GAP_S`` after the previous sidebar so that it meets a quiet stack; sidebar
   arrival minus the slowest widget's ``duration_ms``, first card minus the fastest one's.
@@ -326,11 +328,13 @@ class Bench:
     deadline: float
     cleanup: AsyncExitStack
 
-    async def target(self, label: str, widgets: Sequence[tuple[str, str, str, int]]) -> tuple[Target, Watch, Submit]:
+    async def target(
+        self, label: str, widgets: Sequence[tuple[str, str, str, int]], *, cards: bool = True
+    ) -> tuple[Target, Watch, Submit]:
         target = await create_target(self.client, self.endpoints.admin_key, label, widgets)
         if not self.args.start:
             self.cleanup.push_async_callback(remove_widgets, self.client, target)
-        watch = await watch_sidebars(self.channel, self.exchange, target.business_id)
+        watch = await watch_sidebars(self.channel, self.exchange, target.business_id, cards=cards)
         submit = publisher(self.exchange, target)
         await until_serving(watch, submit, min(self.deadline, time.monotonic() + STARTUP_TIMEOUT_S))
         return target, watch, submit
@@ -350,7 +354,7 @@ def cpu_meter(endpoints: Endpoints) -> CpuMeter | None:
 async def throughput(bench: Bench) -> dict[str, Any]:
     args = bench.args
     widgets = bench_widgets(args.widgets, THROUGHPUT_FIRST)
-    _, watch, submit = await bench.target("throughput", bench_specs(widgets, bench.endpoints.upstream_url))
+    _, watch, submit = await bench.target("throughput", bench_specs(widgets, bench.endpoints.upstream_url), cards=False)
     if args.warmup:
         await closed_loop(watch, submit, args.warmup, args.concurrency, bench.deadline)
     meter = cpu_meter(bench.endpoints)

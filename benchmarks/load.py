@@ -96,11 +96,15 @@ class Watch:
         self.pending.pop(event_id, None)
 
 
-async def watch_sidebars(channel: AbstractChannel, exchange: AbstractExchange, business_id: str) -> Watch:
-    """Bind one exclusive queue to the business's ``sidebar.ready`` and ``sidebar.widget`` keys."""
+async def watch_sidebars(
+    channel: AbstractChannel, exchange: AbstractExchange, business_id: str, *, cards: bool = True
+) -> Watch:
+    """Bind one exclusive queue to the business's ``sidebar.ready`` keys and, with ``cards``,
+    its ``sidebar.widget`` keys. Throughput runs watch sidebars only, as the chord's client
+    does (the chord has no cards): both clients then do the same work per sidebar."""
     watch = Watch()
     queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-    for prefix in (SIDEBAR_READY_PREFIX, SIDEBAR_WIDGET_PREFIX):
+    for prefix in (SIDEBAR_READY_PREFIX, SIDEBAR_WIDGET_PREFIX) if cards else (SIDEBAR_READY_PREFIX,):
         await queue.bind(exchange, routing_key=f"{prefix}.{business_id}.#")
     await queue.consume(watch.on_message, no_ack=True)
     channel.close_callbacks.add(watch.connection_lost)

@@ -384,10 +384,10 @@ async def benchmark(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
         stack.callback(app.close)
         sender = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="celery-send"))
 
-        async def prepared(label: str, widgets: list[BenchWidget]) -> tuple[Any, Submit]:
+        async def prepared(label: str, widgets: list[BenchWidget], *, cards: bool = True) -> tuple[Any, Submit]:
             target = business(label, widgets, api_base)
             await asyncio.to_thread(seed, mongodb_url, database, target.business_id, target.widgets)
-            watch = await watch_sidebars(channel, exchange, target.business_id)
+            watch = await watch_sidebars(channel, exchange, target.business_id, cards=cards)
             submit = submitter(app, config, target, sender)
             if worker.proc.returncode is not None:
                 raise BenchmarkError(f"the worker exited:\n{worker.tail()}")
@@ -396,7 +396,7 @@ async def benchmark(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
 
         print(f"chord {args.variant}: worker up, logs in {relative(log_dir)}", flush=True)
         if "throughput" in args.scenarios:
-            watch, submit = await prepared("throughput", throughput_widgets)
+            watch, submit = await prepared("throughput", throughput_widgets, cards=False)
             if args.warmup:
                 await closed_loop(watch, submit, args.warmup, args.concurrency, deadline)
             meter = CpuMeter({"celery worker": [worker.proc.pid], "upstream": [upstream.proc.pid]})
