@@ -59,6 +59,8 @@ log = structlog.get_logger(__name__)
 _PIPE_GRACE_S = 1.0
 _ZYGOTE_ANSWER_S = 10.0
 _MAX_MESSAGE = 64 * 1024
+# Less than a fresh pipe holds (64 KiB): a request this small is written without blocking.
+_PIPE_SAFE_BYTES = 60 * 1024
 _MAX_SPARES = 4
 _DNS_THREADS = 4
 # A warm worker's RLIMIT_CPU hard limit: this many times the CPU seconds of the longest
@@ -215,10 +217,15 @@ class ZygoteRunner:
         log_r, log_w = os.pipe()
         result_r, result_w = os.pipe()
         started = time.perf_counter()
+        # A request that fits the pipe is in it before the child is woken: it reads it at once.
+        request_data = _request_payload(request)
+        written_early = len(request_data) < _PIPE_SAFE_BYTES
+        if written_early:
+            _write_all_and_close(request_w, request_data)
         try:
             worker, warm = await self._assign(zygote, taken, key, cpu_seconds, [request_r, log_w, result_w])
         except BaseException as exc:
-            for fd in (request_w, log_r, result_r):
+            for fd in (log_r, result_r) if written_early else (request_w, log_r, result_r):
                 os.close(fd)
             if not isinstance(exc, SandboxFailure):
                 raise
@@ -242,7 +249,8 @@ class ZygoteRunner:
         )
         try:
             try:
-                await self._write_request(request_w, request)
+                if not written_early:
+                    await asyncio.to_thread(_write_all_and_close, request_w, request_data)
                 exit_code, timed_out = await self._await_end(zygote, pid, pipes, request.timeout_s)
             except SandboxFailure as exc:
                 _kill_group(pid)
@@ -327,12 +335,13 @@ class ZygoteRunner:
         """Continue an idle worker and send it the next job over its channel; False if it is gone."""
         zygote.exits[worker.pid] = asyncio.get_running_loop().create_future()
         data = json.dumps({"limits": {"cpu_seconds": cpu_seconds}, "warm": True}).encode()
-        _signal_group(worker.pid, signal.SIGCONT)
         try:
+            # Queued while it is stopped: continued, it finds its job (and request) waiting.
             socket.send_fds(worker.channel, [data], fds)
         except OSError:
             zygote.exits.pop(worker.pid, None)
             return False
+        _signal_group(worker.pid, signal.SIGCONT)
         return True
 
     def _retirement(self, zygote: _Zygote, worker: Worker, outcome: RunOutcome, denials: list[str]) -> str | None:
@@ -435,26 +444,6 @@ class ZygoteRunner:
             "warm": warm,
         }
 
-    @staticmethod
-    async def _write_request(fd: int, request: RunRequest) -> None:
-        """Write the request and close ``fd`` (EOF ends it). The writer owns the fd: a
-        cancelled job must not leave a thread writing into a number since reused."""
-        payload = json.dumps({"code": request.code, "context": request.context, "secrets": request.secrets}).encode()
-
-        def write_all_and_close() -> None:
-            view = memoryview(payload)
-            try:
-                with contextlib.suppress(BrokenPipeError):
-                    while view:
-                        view = view[os.write(fd, view) :]
-            finally:
-                os.close(fd)
-
-        if len(payload) < 60 * 1024:
-            write_all_and_close()  # a fresh pipe holds 64 KiB: this cannot block
-        else:
-            await asyncio.to_thread(write_all_and_close)
-
     async def _ensure_zygote(self) -> _Zygote:
         async with self._starting:
             if self._zygote is None or not self._zygote.alive:
@@ -550,6 +539,22 @@ class ZygoteRunner:
         zygote.spare_ready.set()  # waiters see it is gone
         _fail(zygote.exits, SandboxFailure("the sandbox zygote exited; it restarts for the next job"))
         log.error("sandbox.zygote_died")
+
+
+def _request_payload(request: RunRequest) -> bytes:
+    return json.dumps({"code": request.code, "context": request.context, "secrets": request.secrets}).encode()
+
+
+def _write_all_and_close(fd: int, payload: bytes) -> None:
+    """Write the request and close ``fd`` (EOF ends it). The writer owns the fd: a cancelled
+    job must not leave a thread writing into a number since reused."""
+    view = memoryview(payload)
+    try:
+        with contextlib.suppress(BrokenPipeError):
+            while view:
+                view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 def _fail(exits: dict[int, asyncio.Future[int]], failure: SandboxFailure) -> None:
