@@ -40,6 +40,7 @@ import json
 import math
 import os
 import resource
+import select
 import signal
 import socket
 import sys
@@ -229,13 +230,23 @@ def _end_job(result_fd: int, quiet: int, *, warm: bool) -> bool:
     # Best effort: fds past the current hard limit, or a copy of a pipe that fd 1 no longer
     # is, go unseen. Safe all the same: the copy keeps the pipe open, so the executor never
     # sees the job end and it ends as a timeout, the worker killed.
-    for fd in range(3, resource.getrlimit(resource.RLIMIT_NOFILE)[1]):
+    for fd in _open_fds(3, resource.getrlimit(resource.RLIMIT_NOFILE)[1]):
         try:
             if _identity(fd) in pipes:
                 return False
         except OSError:
-            continue  # not open
+            continue  # closed meanwhile
     return True
+
+
+def _open_fds(first: int, end: int) -> list[int]:
+    """The open descriptors in [first, end), found with one poll(2) (a closed one is POLLNVAL),
+    not a failing fstat(2) per number."""
+    poller = select.poll()
+    for fd in range(first, end):
+        poller.register(fd, 0)
+    closed = {fd for fd, revents in poller.poll(0) if revents & select.POLLNVAL}
+    return [fd for fd in range(first, end) if fd not in closed]
 
 
 def _identity(fd: int) -> tuple[int, int]:
