@@ -5,14 +5,14 @@ next job of the same key (business, widget, hash of the code) and never serves
 another key. An idle worker keeps its uid slot; a job that finds no free slot takes
 the slot of the least recently used idle worker (of another key: one of its own it
 would have reused), which is killed first. Idle workers are retired after
-``idle_s`` seconds, so a quiet executor holds no processes but its spares.
+``idle_s`` seconds, so a quiet executor holds no processes but its spares. How a
+worker's process is stopped, continued and retired: worker_lifecycle.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import socket
 import time
 from collections import OrderedDict, deque
@@ -20,8 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 WorkerKey = tuple[str, str, str]  # business id, widget id, sha256 of the code
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-_PF_EXITING = 0x4
 
 
 def worker_key(business_id: str | None, widget_id: str | None, code: str) -> WorkerKey | None:
@@ -29,21 +27,6 @@ def worker_key(business_id: str | None, widget_id: str | None, code: str) -> Wor
     if not business_id or not widget_id:
         return None
     return business_id, widget_id, hashlib.sha256(code.encode()).hexdigest()
-
-
-def cpu_seconds_of(pid: int) -> float | None:
-    """CPU time the process has used, all its threads (live and ended) included; None once
-    it is exiting or has exited, whether reaped (no /proc entry) or not yet (a zombie)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            fields = stat.read().rpartition(b")")[2].split()
-    except OSError:
-        return None
-    # After the name: state is field 3 of proc(5), flags 9, utime 14 and stime 15.
-    # PF_EXITING is set before an exiting process closes its files, so before its pipes read EOF.
-    if fields[0] in (b"Z", b"X") or int(fields[6]) & _PF_EXITING:
-        return None
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
 @dataclass(eq=False)

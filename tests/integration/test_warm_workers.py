@@ -20,7 +20,8 @@ from structlog.testing import capture_logs
 from executor.jobs import JobHandler
 from executor.metrics import ExecutorMetrics
 from executor.runner import RunOutcome, RunRequest
-from executor.workers import Worker, cpu_seconds_of
+from executor.worker_lifecycle import cpu_seconds_of
+from executor.workers import Worker
 from executor.zygote_runner import ZygoteRunner
 from shared.broker import Broker
 from shared.consumer import Delivery
