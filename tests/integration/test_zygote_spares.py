@@ -53,7 +53,8 @@ return {"title": "probe", "items": [], "pid": os.getpid(), "uid": os.getuid(), "
         "setgroups": attempt(lambda: os.setgroups([])),
         "fork": attempt(os.fork),
         "sigqueue_self": sigqueue(os.getpid()),
-        "sigqueue_parent": sigqueue(os.getppid())}
+        "sigqueue_parent": sigqueue(os.getppid()),
+        "batch": os.sched_getscheduler(0) == os.SCHED_BATCH}
 """
 )
 
@@ -104,6 +105,14 @@ async def test_the_child_filter_allows_threads_and_its_own_signals_only(runner: 
     assert value["uid"] >= 60500
     for call in ("kill_parent", "kill_init", "kill_group", "setuid", "setgid", "setgroups", "fork", "sigqueue_parent"):
         assert value[call] == "denied", (call, value[call])
+
+
+async def test_widget_processes_never_preempt_a_service_when_woken(runner: ZygoteRunner) -> None:
+    """SCHED_BATCH, inherited from the zygote: a job sent to a child does not stop the executor."""
+    outcome = await runner.run(RunRequest(code=PROBE, context={}, timeout_s=5))
+    assert isinstance(outcome.value, dict)
+    assert outcome.value["batch"] is True
+    assert os.sched_getscheduler(_zygote_pid(runner)) == os.SCHED_BATCH
 
 
 async def test_the_zygote_itself_runs_under_the_common_filter(runner: ZygoteRunner) -> None:
