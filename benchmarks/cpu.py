@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import os
 import resource
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
+_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
 # Shared servers, by a fragment of their command line.
 SERVERS = {"broker (RabbitMQ)": "beam.smp", "database (FerretDB)": "ferretdb", "redis": "redis-server"}
 CLIENT = "benchmark client"
@@ -48,11 +48,10 @@ def _processes() -> dict[int, _Proc]:
     return found
 
 
-def _tree(root: int, processes: Mapping[int, _Proc]) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for pid, proc in processes.items():
-        children.setdefault(proc.ppid, []).append(pid)
-    tree, todo = set(), [root]
+def _trees(roots: Iterable[int], children: Mapping[int, list[int]], processes: Mapping[int, _Proc]) -> set[int]:
+    """The live processes of the trees under ``roots``."""
+    tree: set[int] = set()
+    todo = list(roots)
     while todo:
         pid = todo.pop()
         if pid in processes and pid not in tree:
@@ -84,18 +83,16 @@ class CpuMeter:
         if not os.path.isdir("/proc"):
             return None
         processes = _processes()
-        members = {
-            name: set().union(set(), *(_tree(root, processes) for root in roots))
-            for name, roots in self.started.items()
-        }
+        children: dict[int, list[int]] = {}
+        for pid, proc in processes.items():
+            children.setdefault(proc.ppid, []).append(pid)
+        members = {name: _trees(roots, children, processes) for name, roots in self.started.items()}
         for name, (parent, fragment) in self.carved.items():
             inside = members.get(parent, set())
-            carved = set().union(
-                set(), *(_tree(pid, processes) for pid in inside if fragment in processes[pid].command)
-            )
+            carved = _trees((pid for pid in inside if fragment in processes[pid].command), children, processes)
             members[parent] = inside - carved
             members[name] = carved
-        claimed = set().union(set(), *members.values())
+        claimed = set().union(*members.values())
         for name, fragment in self.servers.items():
             members[name] = {pid for pid, proc in processes.items() if fragment in proc.command and pid not in claimed}
         seconds = {name: sum(processes[pid].cpu_s for pid in pids) for name, pids in members.items()}

@@ -1,8 +1,9 @@
 """The runner adapter that runs each job in a process forked from a warm zygote (zygote.py).
 
-Per job the executor creates three pipes (request, logs, result), sends their
-child ends with the uid and limits straight to a spare, writes the request,
-reads the capped outputs and kills the child's process group at the wall-time limit.
+Per job the executor creates three pipes (request, logs, result), writes the request
+(before the child can wait for it, when it fits the pipe), sends the child ends with
+the uid and limits straight to a spare, reads the capped outputs and kills the
+child's process group at the wall-time limit.
 For the length of the job it serves the spare's channel as the widget's egress
 supervisor (egress/supervisor.py): the only way the widget gets a network connection.
 A job that names its business and widget may leave its child as a warm worker
