@@ -153,8 +153,10 @@ def idle_lines(idle: dict[str, Any] | None) -> list[str]:
         return ["idle single sidebar: did not run"]
     ready = idle["ready_over_slowest_ms"]
     first = idle.get("first_card_over_fastest_ms") or {}
+    gap_s = (idle.get("config") or {}).get("gap_s")
+    spacing = f"each {gap_s} s after the previous sidebar" if gap_s else "one at a time"
     return [
-        f"idle single sidebar (demo's four widgets, {idle['completed']} sequential events; widget duration_ms p50 "
+        f"idle single sidebar (demo's four widgets, {idle['completed']} events, {spacing}; widget duration_ms p50 "
         f"{_ms(idle['widget_duration_ms']['p50'])}; sidebar p50 {_ms(idle['latency_ms']['p50'])}):",
         "| measure | p50 | p90 | target |",
         "|---|---|---|---|",

@@ -393,7 +393,11 @@ async def idle(bench: Bench) -> dict[str, Any]:
     _, watch, submit = await bench.target("idle", specs)
     await closed_loop(watch, submit, 2, 1, bench.deadline)
     summary = idle_summary(await spaced(watch, submit, bench.args.idle_events, IDLE_GAP_S, bench.deadline))
-    summary["config"] = {"events": bench.args.idle_events, "widgets": [e.widget_id for e in EXAMPLES]}
+    summary["config"] = {
+        "events": bench.args.idle_events,
+        "gap_s": IDLE_GAP_S,
+        "widgets": [e.widget_id for e in EXAMPLES],
+    }
     return summary
 
 
