@@ -16,6 +16,8 @@ import os
 import resource
 import sys
 import traceback
+from collections.abc import Callable
+from types import CodeType
 from typing import Any
 
 WIDGET_FILENAME = "<widget>"
@@ -44,7 +46,7 @@ def _widget_line(exc: BaseException) -> int | None:
     return line
 
 
-def _failure(kind: str, exc: BaseException) -> dict[str, Any]:
+def failure(kind: str, exc: BaseException) -> dict[str, Any]:
     line = _widget_line(exc)
     where = f" (line {line})" if line else ""
     text = str(exc)
@@ -52,34 +54,32 @@ def _failure(kind: str, exc: BaseException) -> dict[str, Any]:
     return {"ok": False, "error": {"type": kind, "message": message}}
 
 
-def _run(request: dict[str, Any]) -> dict[str, Any]:
-    namespace: dict[str, Any] = {"__name__": "widget", "__builtins__": __builtins__}
+def run_widget(compiled: Callable[[], CodeType], namespace: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Exec the widget's module in ``namespace`` and call ``get_sidebar_data(context)``: its envelope.
+    Shared with the zygote's children (sandbox/child.py), which compile once per process."""
     try:
-        code = compile(request["code"], WIDGET_FILENAME, "exec")
-        exec(code, namespace)  # noqa: S102 - running widget code is this process's purpose
+        exec(compiled(), namespace)  # noqa: S102 - running widget code is this process's purpose
         function = namespace.get("get_sidebar_data")
         if not callable(function):
             return {"ok": False, "error": {"type": "invalid_widget", "message": "get_sidebar_data is not defined"}}
-        value = function(request["context"])
+        return {"ok": True, "value": function(context)}
     except MemoryError as exc:
-        return _failure("memory", exc)
+        return failure("memory", exc)
     except SyntaxError as exc:
         return {"ok": False, "error": {"type": "invalid_widget", "message": f"line {exc.lineno}: {exc.msg}"}}
     except BaseException as exc:  # noqa: BLE001 - SystemExit and friends are widget failures too
-        return _failure("exception", exc)
-    return {"ok": True, "value": value}
+        return failure("exception", exc)
 
 
-def _encode(envelope: dict[str, Any]) -> bytes:
+def encode(envelope: dict[str, Any]) -> bytes:
+    """The envelope as JSON, or an ``invalid_return`` one when the value is not JSON."""
     try:
         return json.dumps(envelope, allow_nan=False).encode()
     except (TypeError, ValueError) as exc:
-        return json.dumps(
-            {"ok": False, "error": {"type": "invalid_return", "message": f"return value is not JSON: {exc}"}}
-        ).encode()
+        message = f"return value is not JSON: {exc}"
     except RecursionError:
         message = "return value is not JSON: it nests too deeply or refers to itself"
-        return json.dumps({"ok": False, "error": {"type": "invalid_return", "message": message}}).encode()
+    return json.dumps({"ok": False, "error": {"type": "invalid_return", "message": message}}).encode()
 
 
 def main() -> None:
@@ -87,9 +87,10 @@ def main() -> None:
     result_fd = int(request["result_fd"])
     _make_undumpable()
     _apply_limits(int(request["memory_limit_bytes"]), int(request["cpu_seconds"]))
-    envelope = _run(request)
+    namespace: dict[str, Any] = {"__name__": "widget", "__builtins__": __builtins__}
+    envelope = run_widget(lambda: compile(request["code"], WIDGET_FILENAME, "exec"), namespace, request["context"])
     sys.stdout.flush()
-    payload = _encode(envelope)
+    payload = encode(envelope)
     with os.fdopen(result_fd, "wb") as result:
         result.write(payload)
 

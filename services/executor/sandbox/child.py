@@ -45,14 +45,13 @@ import signal
 import socket
 import sys
 import time
-import traceback
 from types import CodeType
 from typing import Any, NoReturn
 
 from executor.sandbox import egress, landlock, seccomp
 from executor.sandbox.runtime import widget_builtins
+from executor.sandbox_child import WIDGET_FILENAME, encode, run_widget
 
-WIDGET_FILENAME = "<widget>"
 _PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS, _PR_SET_DUMPABLE = 1, 38, 4
 _MAX_ASSIGNMENT = 64 * 1024
 _TIMERS = (signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF)
@@ -93,17 +92,6 @@ def _drop_privileges(uid: int | None, gid: int | None) -> None:
     os.setuid(uid)
 
 
-def _failure(kind: str, exc: BaseException) -> dict[str, Any]:
-    line = None
-    for frame in traceback.extract_tb(exc.__traceback__):
-        if frame.filename == WIDGET_FILENAME:
-            line = frame.lineno
-    where = f" (line {line})" if line else ""
-    text = str(exc)
-    message = f"{type(exc).__name__}: {text}{where}" if text else f"{type(exc).__name__}{where}"
-    return {"ok": False, "error": {"type": kind, "message": message}}
-
-
 class _Widget:
     """The widget code of this process, compiled once; each run gets a fresh namespace."""
 
@@ -122,19 +110,8 @@ class _Widget:
             "__name__": "widget",
             "__builtins__": widget_builtins(request.get("secrets") or {}),
         }
-        try:
-            exec(self.compiled(request["code"]), namespace)  # noqa: S102 - the point of the sandbox
-            function = namespace.get("get_sidebar_data")
-            if not callable(function):
-                return {"ok": False, "error": {"type": "invalid_widget", "message": "get_sidebar_data is not defined"}}
-            return {"ok": True, "value": function(request["context"])}
-        except MemoryError as exc:
-            return _failure("memory", exc)
-        except SyntaxError as exc:
-            return {"ok": False, "error": {"type": "invalid_widget", "message": f"line {exc.lineno}: {exc.msg}"}}
-        except BaseException as exc:  # noqa: BLE001 - SystemExit and friends are widget failures too
-            # A refused connection is reported by the executor, which made the refusal.
-            return _failure("exception", exc)
+        # A refused connection is reported by the executor, which made the refusal.
+        return run_widget(lambda: self.compiled(request["code"]), namespace, request["context"])
 
     def clear(self) -> None:
         """Drop the run's namespace and helpers (secrets included). Functions and namespace refer
@@ -145,16 +122,6 @@ class _Widget:
         namespace.clear()
         if isinstance(builtins, dict):
             builtins.clear()
-
-
-def _encode(envelope: dict[str, Any]) -> bytes:
-    try:
-        return json.dumps(envelope, allow_nan=False).encode()
-    except (TypeError, ValueError) as exc:
-        message = f"return value is not JSON: {exc}"
-    except RecursionError:
-        message = "return value is not JSON: it nests too deeply or refers to itself"
-    return json.dumps({"ok": False, "error": {"type": "invalid_return", "message": message}}).encode()
 
 
 def _close_fds_except(keep: set[int]) -> None:
@@ -208,7 +175,7 @@ def _await_assignment(channel: socket.socket) -> tuple[dict[str, Any], list[int]
 
 def _deliver(envelope: dict[str, Any], result_fd: int) -> None:
     sys.stdout.flush()
-    view = memoryview(_encode(envelope))
+    view = memoryview(encode(envelope))
     while view:
         view = view[os.write(result_fd, view) :]
     sys.stderr.flush()
