@@ -5,6 +5,7 @@ Called once from each service's entry point; importing this module changes nothi
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -19,10 +20,16 @@ _SECRET_KEY = re.compile(r"(secret|password|passwd|api_key|apikey|token|authoriz
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@", re.I)
 
 
+@functools.lru_cache(maxsize=4096)
+def _is_secret_key(key: str) -> bool:
+    # Keys are names in code, a few dozen: each is searched once, not on every line.
+    return _SECRET_KEY.search(key) is not None
+
+
 def redact_secrets(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     """Drop values of secret-looking keys and passwords inside URLs, wherever they appear."""
     for key, value in list(event_dict.items()):
-        if _SECRET_KEY.search(key):
+        if _is_secret_key(key):
             event_dict[key] = "[redacted]"
         elif isinstance(value, str) and "://" in value:
             event_dict[key] = _URL_USERINFO.sub(r"\g<scheme>[redacted]@", value)

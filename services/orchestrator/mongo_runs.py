@@ -1,16 +1,18 @@
 """The MongoDB adapter of the run store.
 
-Collections: ``runs`` (one per event: inserted when the event arrives, updated
-once with its sidebar, its widgets' logs and ``status: published``) and
-``sidebars`` (the latest per conversation). Every id is prefixed by the
-business id, and every command addresses one document by ``_id`` (see
-shared/mongo.py for why). A sidebar costs three commands: the insert, then
-the run's update and the latest sidebar's upsert, sent together.
+Collections: ``runs`` (one per event, inserted when the event arrives: the claim
+that decides who runs it, never updated), ``run_history`` (one per published run,
+inserted with its sidebar and its widgets' logs: shared/run_history.py) and
+``sidebars`` (the latest per conversation: shared/latest_sidebar.py). Every id is
+prefixed by the business id, and every command addresses one document by ``_id``
+(see shared/mongo.py for why). A sidebar costs three commands: the claim, then the
+history insert and the latest sidebar's upsert, sent together.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime
 
 from pymongo.asynchronous.database import AsyncDatabase
@@ -21,7 +23,8 @@ from shared.contracts.events import SidebarReady
 from shared.contracts.jobs import WidgetResult
 from shared.ids import scoped_key
 from shared.latest_sidebar import latest_update
-from shared.mongo import RUNS, SIDEBARS, Document, mongo_errors
+from shared.mongo import RUN_HISTORY, RUNS, SIDEBARS, Document, mongo_errors
+from shared.run_history import INDEX, history_document
 
 
 def _run_id(key: RunKey) -> str:
@@ -35,7 +38,6 @@ def _to_document(run: Run, owner: str) -> Document:
         "business_id": run.business_id,
         "conversation_id": run.conversation_id,
         "agent_id": run.agent_id,
-        "status": "collecting",
         "owner": owner,
         "occurred_at": run.occurred_at,
         "created_at": run.received_at,
@@ -47,7 +49,7 @@ def _to_document(run: Run, owner: str) -> Document:
     }
 
 
-def _from_document(doc: Document) -> StoredRun:
+def _from_document(doc: Document, *, recorded: bool) -> StoredRun:
     run = Run(
         event_id=doc["event_id"],
         business_id=doc["business_id"],
@@ -59,25 +61,14 @@ def _from_document(doc: Document) -> StoredRun:
         widgets=tuple(WidgetSnapshot(**w) for w in doc["widgets"]),
         attempt=int(doc.get("attempt") or 1),
     )
-    return StoredRun(run, published=doc["status"] == "published")
-
-
-def _widget_log(result: WidgetResult) -> Document:
-    """What operators read back of a widget's run: everything but its output (which is in the sidebar)."""
-    return {
-        "widget_id": result.widget_id,
-        "job_id": result.job_id,
-        "status": result.status,
-        "duration_ms": result.duration_ms,
-        "error": None if result.error is None else result.error.model_dump(),
-        "logs": result.logs,
-        "logs_truncated": result.logs_truncated,
-    }
+    # Runs recorded before run_history existed were marked in place.
+    return StoredRun(run, published=recorded or doc.get("status") == "published")
 
 
 class MongoRunStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._runs = db[RUNS]
+        self._history = db[RUN_HISTORY]
         self._sidebars = db[SIDEBARS]
 
     async def create(self, run: Run, owner: str) -> bool:
@@ -89,24 +80,35 @@ class MongoRunStore:
         return True
 
     async def get(self, key: RunKey) -> StoredRun | None:
+        """The claim, and whether the run's history entry exists: two reads by ``_id``, off the
+        hot path (only a duplicate or redelivered event reads its run back)."""
         with mongo_errors("read run"):
-            doc = await self._runs.find_one({"_id": _run_id(key)}, {"sidebar_json": 0, "results": 0})
-        return None if doc is None else _from_document(doc)
+            doc, recorded = await asyncio.gather(
+                self._runs.find_one({"_id": _run_id(key)}, {"sidebar_json": 0, "results": 0}),
+                self._history.find_one({"_id": _run_id(key)}, {"_id": 1}),
+            )
+        return None if doc is None else _from_document(doc, recorded=recorded is not None)
 
     async def record(self, run: Run, sidebar: SidebarReady, results: dict[str, WidgetResult]) -> None:
         body = sidebar.model_dump_json()  # text: widget field names may hold "." or "$"
-        history = {
-            "status": "published",
-            "published_at": datetime.now(UTC),
-            "attempt": run.attempt,
-            "sidebar_json": body,
-            "results": [_widget_log(results[w.widget_id]) for w in run.widgets if w.widget_id in results],
-        }
+        entry = history_document(
+            run_id=_run_id(run.key),
+            event_id=run.event_id,
+            business_id=run.business_id,
+            conversation_id=run.conversation_id,
+            created_at=run.received_at,
+            published_at=datetime.now(UTC),
+            attempt=run.attempt,
+            sidebar_json=body,
+            results=[results[w.widget_id] for w in run.widgets if w.widget_id in results],
+        )
         with mongo_errors("record sidebar"):
-            await asyncio.gather(
-                self._runs.update_one({"_id": _run_id(run.key)}, {"$set": history}),
-                self._replace_latest(sidebar, body),
-            )
+            await asyncio.gather(self._insert_history(entry), self._replace_latest(sidebar, body))
+
+    async def _insert_history(self, entry: Document) -> None:
+        # A duplicate is a run recorded already: a retry after a lost answer, or a late owner.
+        with contextlib.suppress(DuplicateKeyError):
+            await self._history.insert_one(entry)
 
     async def _replace_latest(self, sidebar: SidebarReady, body: str) -> None:
         # Runs of one conversation may finish out of order: shared/latest_sidebar.py keeps
@@ -122,4 +124,4 @@ class MongoRunStore:
     async def ensure_indexes(self) -> None:
         """The store's history query on MongoDB; FerretDB accepts it, and the hot path needs none."""
         with mongo_errors("create indexes"):
-            await self._runs.create_index([("business_id", 1), ("conversation_id", 1), ("created_at", -1)])
+            await self._history.create_index(INDEX)

@@ -19,7 +19,7 @@ from orchestrator.runs import Run, RunStore
 from shared.contracts.jobs import WidgetResult
 from shared.ids import scoped_key
 from shared.latest_sidebar import latest_body
-from shared.mongo import RUNS, SIDEBARS, Document
+from shared.mongo import RUN_HISTORY, RUNS, SIDEBARS, Document
 from tests.runs import make_result, make_run
 
 
@@ -86,14 +86,29 @@ async def test_the_record_keeps_history_logs_and_the_latest_sidebar(db: AsyncDat
     await store.create(run, "replica-1")
     results = {"a": _result(run, "a"), "b": _result(run, "b")}
     sidebar = assemble_sidebar(run, results, now)
+    claim_before = await db[RUNS].find_one({"_id": scoped_key("acme", run.event_id)})
     await store.record(run, sidebar, results)
-    history = await db[RUNS].find_one({"_id": scoped_key("acme", run.event_id)})
+    claim = await db[RUNS].find_one({"_id": scoped_key("acme", run.event_id)})
+    assert claim is not None and claim["owner"] == "replica-1"
+    assert claim == claim_before, "the claim is inserted once and never updated: the record is an insert"
+    history = await db[RUN_HISTORY].find_one({"_id": scoped_key("acme", run.event_id)})
     assert history is not None
-    assert history["owner"] == "replica-1"
+    assert (history["business_id"], history["conversation_id"]) == ("acme", run.conversation_id)
     assert json.loads(history["sidebar_json"]) == sidebar.model_dump(mode="json")
     assert [(r["widget_id"], r["logs"]) for r in history["results"]] == [("a", "log of a\n"), ("b", "log of b\n")]
     latest = await db[SIDEBARS].find_one({"_id": scoped_key("acme", run.conversation_id)})
     assert latest is not None and latest_body(latest) == sidebar.model_dump_json()
+
+
+async def test_a_run_recorded_in_place_by_an_earlier_version_reads_back_published(
+    db: AsyncDatabase[Document],
+) -> None:
+    store = MongoRunStore(db)
+    run = _run(datetime.now(UTC))
+    await store.create(run, "r")
+    await db[RUNS].update_one({"_id": scoped_key("acme", run.event_id)}, {"$set": {"status": "published"}})
+    stored = await store.get(run.key)
+    assert stored is not None and stored.published is True
 
 
 async def test_the_latest_sidebar_is_never_replaced_by_an_older_one(

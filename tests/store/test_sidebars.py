@@ -12,7 +12,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from shared.contracts.events import SidebarReady
 from shared.ids import scoped_key
 from shared.latest_sidebar import latest_update
-from shared.mongo import RUNS, SIDEBARS, Document
+from shared.mongo import RUN_HISTORY, RUNS, SIDEBARS, Document
+from shared.run_history import history_document
 from tests.store.conftest import Tenant
 
 BASE_TIME = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -46,16 +47,23 @@ async def store_run(
     db: AsyncDatabase[Document], tenant: Tenant, conversation_id: str, event_id: str, minutes: int, *, done: bool
 ) -> dict[str, Any]:
     body = sidebar_body(tenant, conversation_id, event_id, minutes)
-    run: Document = {
-        "_id": event_id,
-        "business_id": tenant.business_id,
-        "conversation_id": conversation_id,
-        "status": "published" if done else "collecting",
-        "created_at": BASE_TIME + timedelta(minutes=minutes),
-    }
+    created_at = BASE_TIME + timedelta(minutes=minutes)
+    run_id = f"{tenant.business_id}:{event_id}"
+    claim = {"_id": run_id, "business_id": tenant.business_id, "conversation_id": conversation_id}
+    await db[RUNS].insert_one({**claim, "event_id": event_id, "created_at": created_at})
     if done:
-        run["sidebar_json"] = json.dumps(body)
-    await db[RUNS].insert_one(run)
+        entry = history_document(
+            run_id=run_id,
+            event_id=event_id,
+            business_id=tenant.business_id,
+            conversation_id=conversation_id,
+            created_at=created_at,
+            published_at=created_at,
+            attempt=1,
+            sidebar_json=json.dumps(body),
+            results=[],
+        )
+        await db[RUN_HISTORY].insert_one(entry)
     return body
 
 
