@@ -163,21 +163,24 @@ class Broker:
         return self.topology.queues[name]
 
     async def consume(
-        self, queue_name: str, on_message: OnMessage, *, prefetch: int, private: QueueBinding | None = None
+        self, queue_name: str, on_message: OnMessage, *, prefetch: int | None, private: QueueBinding | None = None
     ) -> Subscription:
-        """Consume ``queue_name`` on a channel of its own with ``prefetch`` unacked messages at most.
+        """Consume ``queue_name`` on a channel of its own with ``prefetch`` unacked messages at
+        most, or, with ``prefetch`` None, without acks (the broker forgets each message as it
+        delivers it).
 
         With ``private``, the queue is declared here: exclusive, deleted with the
         connection, and re-declared under the same name after a reconnect.
         """
         channel = await self.connection.channel()
-        await channel.set_qos(prefetch_count=prefetch)
+        if prefetch is not None:
+            await channel.set_qos(prefetch_count=prefetch)
         if private is None:
             queue = await channel.get_queue(queue_name, ensure=True)
         else:
             queue = await channel.declare_queue(queue_name, exclusive=True, auto_delete=True)
             await queue.bind(private.exchange, routing_key=private.routing_key)
-        tag = await queue.consume(on_message)
+        tag = await queue.consume(on_message, no_ack=prefetch is None)
         return Subscription(channel, queue, tag)
 
     def is_connected(self) -> bool:

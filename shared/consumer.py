@@ -13,6 +13,12 @@ Dead-lettering republishes the original body to ``sidebar.dead-letter`` with
 the reason in headers, then acks; if that publish fails the message is
 requeued instead, so nothing is lost. Each message produces exactly one summary
 log line. Handlers run concurrently, bounded by the channel's prefetch.
+
+A private queue (exclusive to its connection) is consumed without acks: it is
+deleted with its connection, and unacked messages with it, so an ack would guard
+nothing, and costs a frame each way. Such a message cannot be handed back either:
+a failure that would be retried is dead-lettered at once
+(``x-error-kind: not_redeliverable``), and success is outcome ``handled``.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ M = TypeVar("M")
 log = structlog.get_logger(__name__)
 
 _MAX_HEADER_TEXT = 2000
+_SUCCESS = ("acked", "handled")
 
 
 def _always() -> bool:
@@ -110,10 +117,12 @@ class Consumer(Generic[M]):
         handler: Handler[M],
         log_fields: Callable[[M], Mapping[str, str]],
         metrics: ConsumerMetrics,
-        prefetch: int,
+        prefetch: int | None = None,
         policy: RetryPolicy | None = None,
         private: QueueBinding | None = None,
     ) -> None:
+        if (prefetch is None) == (private is None):
+            raise ValueError("a shared queue needs a prefetch; a private one is consumed without acks, so none")
         self.name = name
         self._broker = broker
         self._queue_name = queue_name
@@ -124,6 +133,7 @@ class Consumer(Generic[M]):
         self._policy = policy or RetryPolicy()
         self._prefetch = prefetch
         self._private = private
+        self._acks = private is None
         self._subscription: Subscription | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
 
@@ -162,7 +172,10 @@ class Consumer(Generic[M]):
             fields = self._log_fields(decoded)
             with structlog.contextvars.bound_contextvars(**fields):
                 await self._handler(decoded, _delivery(message, attempt))
-            await _settle(message.ack())
+            if self._acks:
+                await _settle(message.ack())
+            else:
+                outcome = "handled"
         except PermanentError as exc:
             kind = "contract" if isinstance(exc, ContractError) else "permanent"
             outcome, error = await self._dead_letter(message, kind, str(exc))
@@ -170,7 +183,9 @@ class Consumer(Generic[M]):
             detail = f"{type(exc).__name__}: {exc}"
             if not isinstance(exc, TransientError):
                 log.exception("consumer.unexpected_error", consumer=self.name, **fields)
-            if attempt >= self._policy.max_attempts:
+            if not self._acks:
+                outcome, error = await self._dead_letter(message, "not_redeliverable", detail)
+            elif attempt >= self._policy.max_attempts:
                 outcome, error = await self._dead_letter(message, "retries_exhausted", detail)
             else:
                 await asyncio.sleep(self._policy.backoff_s(attempt))
@@ -180,7 +195,7 @@ class Consumer(Generic[M]):
             elapsed = time.perf_counter() - started
             self._metrics.messages.labels(self.name, outcome).inc()
             self._metrics.handle_seconds.labels(self.name).observe(elapsed)
-            emit = log.info if outcome == "acked" else log.warning
+            emit = log.info if outcome in _SUCCESS else log.error if outcome == "dropped" else log.warning
             emit(
                 "message.handled",
                 consumer=self.name,
@@ -215,9 +230,12 @@ class Consumer(Generic[M]):
                 mandatory=False,
             )
         except TransientError:
+            if not self._acks:
+                return "dropped", f"dead-letter publish failed, and a private queue cannot requeue: {reason}"
             await _settle(message.nack(requeue=True))
             return "retried", f"dead-letter publish failed; requeued: {reason}"
-        await _settle(message.ack())
+        if self._acks:
+            await _settle(message.ack())
         self._metrics.dead_letters.labels(self.name, kind).inc()
         return "dead_lettered", f"{kind}: {reason}"
 

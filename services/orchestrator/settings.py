@@ -16,8 +16,6 @@ class OrchestratorSettings(CommonSettings, MongoSettings):
     # near what the executors can serve, so that under overload the backlog waits for a run
     # (where admission control sheds what grew too old), not as jobs in the executors' queue.
     orchestrator_max_runs: int = Field(default=32, ge=1, le=1000)
-    # Unacked results a replica takes at once; they are handled in memory, in microseconds.
-    orchestrator_results_prefetch: int = Field(default=500, ge=1, le=5000)
     # The sidebar deadline is the largest widget timeout plus this margin,
     # unless sidebar_deadline_s fixes it outright.
     sidebar_deadline_margin_s: float = Field(default=2.0, ge=0)

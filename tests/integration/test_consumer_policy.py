@@ -12,7 +12,7 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage
 from prometheus_client import CollectorRegistry
 
-from shared.broker import Broker, OutgoingMessage
+from shared.broker import Broker, OutgoingMessage, QueueBinding
 from shared.consumer import Consumer, ConsumerMetrics, Delivery, Handler, RetryPolicy
 from shared.errors import PermanentError, TransientError
 from shared.topology import DEAD_LETTER_QUEUE, INTERNAL_EXCHANGE, WIDGET_JOB_KEY, WIDGET_JOBS_QUEUE
@@ -209,3 +209,80 @@ async def test_the_prefetch_bounds_unacked_deliveries_on_the_consumers_own_chann
         release.set()
         await value.stop(5)
     assert sorted(started) == ["0", "1", "2", "3", "4"]
+
+
+def _private_consumer(broker: Broker, handler: Handler[dict[str, str]], name: str) -> Consumer[dict[str, str]]:
+    return Consumer(
+        name="private",
+        broker=broker,
+        queue_name=name,
+        private=QueueBinding(INTERNAL_EXCHANGE, name),
+        decode=_decode,
+        handler=handler,
+        log_fields=lambda m: {"event_id": m["id"]},
+        metrics=ConsumerMetrics(CollectorRegistry(), "test"),
+    )
+
+
+async def test_a_private_queue_is_consumed_without_acks(broker: Broker) -> None:
+    """No prefetch bounds it and the broker keeps nothing back: with five handlers blocked,
+    all five messages are out of the queue, none ready, none waiting for an ack."""
+    name = f"test.private.{uuid.uuid4().hex}"
+    started: list[str] = []
+    release, all_started = asyncio.Event(), asyncio.Event()
+
+    async def handler(message: dict[str, str], delivery: Delivery) -> None:
+        started.append(message["id"])
+        if len(started) == 5:
+            all_started.set()
+        await release.wait()
+
+    value = _private_consumer(broker, handler, name)
+    await value.start()
+    try:
+        for n in range(5):
+            await broker.publish(INTERNAL_EXCHANGE, name, OutgoingMessage(json.dumps({"id": str(n)}).encode(), "test"))
+        await asyncio.wait_for(all_started.wait(), 10)
+        channel = await broker.connection.channel()
+        declared = await channel.declare_queue(name, passive=True)
+        await channel.close()
+        assert declared.declaration_result.message_count == 0
+    finally:
+        release.set()
+        await value.stop(5)
+    assert sorted(started) == ["0", "1", "2", "3", "4"]
+
+
+async def test_a_failure_on_a_private_queue_is_dead_lettered_at_once(broker: Broker) -> None:
+    """It cannot be handed back for a retry: one attempt, then the dead-letter queue."""
+    await broker.queue(DEAD_LETTER_QUEUE).purge()
+    name = f"test.private.{uuid.uuid4().hex}"
+    recorder = Recorder()
+    value = _private_consumer(broker, recorder, name)
+    await value.start()
+    key = uuid.uuid4().hex
+    try:
+        body = json.dumps({"id": key, "mode": "always-transient"}).encode()
+        await broker.publish(INTERNAL_EXCHANGE, name, OutgoingMessage(body, "test"))
+        dead = await asyncio.wait_for(_next_dead_letter(broker), 10)
+    finally:
+        await value.stop(5)
+    assert dead.headers["x-error-kind"] == "not_redeliverable"
+    assert "still down" in str(dead.headers["x-error"])
+    assert recorder.seen == [(key, 1)]
+
+
+def test_a_shared_queue_needs_a_prefetch_and_a_private_one_takes_none(broker: Broker) -> None:
+    common = {
+        "name": "x",
+        "broker": broker,
+        "queue_name": "q",
+        "decode": _decode,
+        "handler": Recorder(),
+        "log_fields": lambda m: {},
+        "metrics": ConsumerMetrics(CollectorRegistry(), "test"),
+    }
+    with pytest.raises(ValueError, match="needs a prefetch"):
+        Consumer(**common)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="without acks"):
+        Consumer(**common, prefetch=10, private=QueueBinding(INTERNAL_EXCHANGE, "q"))  # type: ignore[arg-type]
