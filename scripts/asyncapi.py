@@ -300,8 +300,8 @@ def _messages() -> Json:
                 "properties": {
                     "x-error-kind": {
                         "type": "string",
-                        "description": "contract (undecodable or invalid), permanent (valid, never processable) "
-                        "or retries_exhausted.",
+                        "description": "contract (undecodable or invalid), permanent (valid, never processable), "
+                        "retries_exhausted, or not_redeliverable (a failure on a private queue, which has no acks).",
                     },
                     "x-error": {"type": "string", "maxLength": 2000},
                     "x-consumer": {"type": "string", "description": "The consumer that gave up."},

@@ -12,7 +12,8 @@ handler -> ack policy. The policy:
 Dead-lettering republishes the original body to ``sidebar.dead-letter`` with
 the reason in headers, then acks; if that publish fails the message is
 requeued instead, so nothing is lost. Each message produces exactly one summary
-log line. Handlers run concurrently, bounded by the channel's prefetch.
+log line. Handlers run concurrently, bounded by the channel's prefetch (on a
+shared queue).
 
 A private queue (exclusive to its connection) is consumed without acks: it is
 deleted with its connection, and unacked messages with it, so an ack would guard
@@ -85,7 +86,7 @@ class ConsumerMetrics:
     def __init__(self, registry: CollectorRegistry, service: str) -> None:
         self.messages = Counter(
             f"{service}_messages_total",
-            "Messages handled, by consumer and outcome (acked, retried, dead_lettered).",
+            "Messages handled, by consumer and outcome (acked, handled, retried, dead_lettered, dropped).",
             ["consumer", "outcome"],
             registry=registry,
         )

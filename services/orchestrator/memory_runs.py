@@ -32,7 +32,7 @@ class InMemoryRunStore:
         stored = self.runs.get(run.key)
         if stored is not None:
             self.runs[run.key] = StoredRun(stored.run, published=True)
-        self.history[run.key] = sidebar
+        self.history.setdefault(run.key, sidebar)  # the first record stays, as an insert's would
         conversation = (sidebar.business_id, sidebar.conversation_id)
         current = self.latest.get(conversation)
         if current is None or current.generated_at < sidebar.generated_at:

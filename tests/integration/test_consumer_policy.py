@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
 
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
@@ -16,6 +18,7 @@ from shared.broker import Broker, OutgoingMessage, QueueBinding
 from shared.consumer import Consumer, ConsumerMetrics, Delivery, Handler, RetryPolicy
 from shared.errors import PermanentError, TransientError
 from shared.topology import DEAD_LETTER_QUEUE, INTERNAL_EXCHANGE, WIDGET_JOB_KEY, WIDGET_JOBS_QUEUE
+from tests.infra import Infra
 
 
 @dataclass
@@ -211,7 +214,9 @@ async def test_the_prefetch_bounds_unacked_deliveries_on_the_consumers_own_chann
     assert sorted(started) == ["0", "1", "2", "3", "4"]
 
 
-def _private_consumer(broker: Broker, handler: Handler[dict[str, str]], name: str) -> Consumer[dict[str, str]]:
+def _private_consumer(
+    broker: Broker, handler: Handler[dict[str, str]], name: str, registry: CollectorRegistry | None = None
+) -> Consumer[dict[str, str]]:
     return Consumer(
         name="private",
         broker=broker,
@@ -220,13 +225,27 @@ def _private_consumer(broker: Broker, handler: Handler[dict[str, str]], name: st
         decode=_decode,
         handler=handler,
         log_fields=lambda m: {"event_id": m["id"]},
-        metrics=ConsumerMetrics(CollectorRegistry(), "test"),
+        metrics=ConsumerMetrics(registry or CollectorRegistry(), "test"),
     )
 
 
-async def test_a_private_queue_is_consumed_without_acks(broker: Broker) -> None:
+def _ready_and_unacked(vhost: str, queue: str) -> tuple[int, int]:
+    listing = subprocess.run(
+        ["rabbitmqctl", "list_queues", "-p", vhost, "-q", "--no-table-headers", "name", "messages_ready",
+         "messages_unacknowledged"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    for line in listing.splitlines():
+        name, ready, unacked = line.split("\t")
+        if name == queue:
+            return int(ready), int(unacked)
+    raise AssertionError(f"queue {queue} not found in {listing!r}")
+
+
+async def test_a_private_queue_is_consumed_without_acks(broker: Broker, infra: Infra) -> None:
     """No prefetch bounds it and the broker keeps nothing back: with five handlers blocked,
-    all five messages are out of the queue, none ready, none waiting for an ack."""
+    all five messages are out of the queue, none ready, none waiting for an ack (with acks,
+    the broker would count five unacknowledged)."""
     name = f"test.private.{uuid.uuid4().hex}"
     started: list[str] = []
     release, all_started = asyncio.Event(), asyncio.Event()
@@ -237,23 +256,24 @@ async def test_a_private_queue_is_consumed_without_acks(broker: Broker) -> None:
             all_started.set()
         await release.wait()
 
-    value = _private_consumer(broker, handler, name)
+    registry = CollectorRegistry()
+    value = _private_consumer(broker, handler, name, registry)
     await value.start()
     try:
         for n in range(5):
             await broker.publish(INTERNAL_EXCHANGE, name, OutgoingMessage(json.dumps({"id": str(n)}).encode(), "test"))
         await asyncio.wait_for(all_started.wait(), 10)
-        channel = await broker.connection.channel()
-        declared = await channel.declare_queue(name, passive=True)
-        await channel.close()
-        assert declared.declaration_result.message_count == 0
+        vhost = unquote(urlsplit(infra.rabbitmq_url).path[1:])
+        assert await asyncio.to_thread(_ready_and_unacked, vhost, name) == (0, 0)
     finally:
         release.set()
         await value.stop(5)
     assert sorted(started) == ["0", "1", "2", "3", "4"]
+    assert registry.get_sample_value("test_messages_total", {"consumer": "private", "outcome": "handled"}) == 5
 
 
-async def test_a_failure_on_a_private_queue_is_dead_lettered_at_once(broker: Broker) -> None:
+@pytest.mark.parametrize("mode", ["always-transient", "bug"])
+async def test_a_failure_on_a_private_queue_is_dead_lettered_at_once(broker: Broker, mode: str) -> None:
     """It cannot be handed back for a retry: one attempt, then the dead-letter queue."""
     await broker.queue(DEAD_LETTER_QUEUE).purge()
     name = f"test.private.{uuid.uuid4().hex}"
@@ -262,13 +282,13 @@ async def test_a_failure_on_a_private_queue_is_dead_lettered_at_once(broker: Bro
     await value.start()
     key = uuid.uuid4().hex
     try:
-        body = json.dumps({"id": key, "mode": "always-transient"}).encode()
+        body = json.dumps({"id": key, "mode": mode}).encode()
         await broker.publish(INTERNAL_EXCHANGE, name, OutgoingMessage(body, "test"))
         dead = await asyncio.wait_for(_next_dead_letter(broker), 10)
     finally:
         await value.stop(5)
     assert dead.headers["x-error-kind"] == "not_redeliverable"
-    assert "still down" in str(dead.headers["x-error"])
+    assert ("still down" if mode == "always-transient" else "KeyError") in str(dead.headers["x-error"])
     assert recorder.seen == [(key, 1)]
 
 

@@ -100,6 +100,40 @@ async def test_the_record_keeps_history_logs_and_the_latest_sidebar(db: AsyncDat
     assert latest is not None and latest_body(latest) == sidebar.model_dump_json()
 
 
+async def test_a_run_recorded_twice_keeps_its_first_history_entry_and_the_newest_latest(
+    store: RunStore, db: AsyncDatabase[Document]
+) -> None:
+    """A takeover's owner that comes back late records a second sidebar of the same run: the
+    history keeps the first (it is an insert), the latest sidebar the newer one."""
+    now = datetime.now(UTC)
+    run = _run(now)
+    await store.create(run, "r")
+    first, second = assemble_sidebar(run, {}, now), assemble_sidebar(run, {}, now + timedelta(seconds=1))
+    await store.record(run, first, {})
+    await store.record(run, second, {})
+    if isinstance(store, InMemoryRunStore):
+        assert store.history[run.key] == first
+    else:
+        entry = await db[RUN_HISTORY].find_one({"_id": scoped_key("acme", run.event_id)})
+        assert entry is not None and json.loads(entry["sidebar_json"]) == first.model_dump(mode="json")
+    if isinstance(store, InMemoryRunStore):
+        assert store.latest[(run.business_id, run.conversation_id)] == second
+    else:
+        latest = await db[SIDEBARS].find_one({"_id": scoped_key("acme", run.conversation_id)})
+        assert latest is not None and latest_body(latest) == second.model_dump_json()
+    stored = await store.get(run.key)
+    assert stored is not None and stored.published is True
+
+
+async def test_the_legacy_history_index_on_runs_is_dropped(db: AsyncDatabase[Document]) -> None:
+    await db[RUNS].create_index([("business_id", 1), ("conversation_id", 1), ("created_at", -1)])
+    store = MongoRunStore(db)
+    await store.ensure_indexes()
+    await store.ensure_indexes()  # again: nothing left to drop is no error
+    assert list((await db[RUNS].index_information()).keys()) == ["_id_"]
+    assert "business_id_1_conversation_id_1_created_at_-1" in await db[RUN_HISTORY].index_information()
+
+
 async def test_a_run_recorded_in_place_by_an_earlier_version_reads_back_published(
     db: AsyncDatabase[Document],
 ) -> None:
