@@ -145,88 +145,85 @@ async def test_retries_are_bounded_then_dead_lettered(
     assert recorder.seen == [(key, 1), (key, 2), (key, 3)]
 
 
-def _blocking_consumer(broker: Broker, handler: Handler[dict[str, str]], *, prefetch: int) -> Consumer[dict[str, str]]:
+@dataclass
+class Held:
+    """A handler that records each message's id and holds it until ``release`` is set."""
+
+    started: list[str] = field(default_factory=list)
+    finished: int = 0
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def __call__(self, message: dict[str, str], delivery: Delivery) -> None:
+        self.started.append(message["id"])
+        self._changed.set()
+        await self.release.wait()
+        self.finished += 1
+        self._changed.set()
+
+    async def until(self, *, started: int = 0, finished: int = 0) -> None:
+        async with asyncio.timeout(10):
+            while len(self.started) < started or self.finished < finished:
+                self._changed.clear()
+                await self._changed.wait()
+
+
+def _consumer(
+    broker: Broker,
+    handler: Handler[dict[str, str]],
+    *,
+    prefetch: int | None = None,
+    private: str | None = None,
+    registry: CollectorRegistry | None = None,
+) -> Consumer[dict[str, str]]:
+    """On the jobs queue with ``prefetch``, or on a private queue named ``private`` (no acks)."""
     return Consumer(
-        name="blocking",
+        name="private" if private else "blocking",
         broker=broker,
-        queue_name=WIDGET_JOBS_QUEUE,
+        queue_name=private or WIDGET_JOBS_QUEUE,
+        private=QueueBinding(INTERNAL_EXCHANGE, private) if private else None,
         decode=_decode,
         handler=handler,
-        log_fields=lambda m: {},
-        metrics=ConsumerMetrics(CollectorRegistry(), "test"),
+        log_fields=lambda m: {"event_id": m["id"]},
+        metrics=ConsumerMetrics(registry or CollectorRegistry(), "test"),
         prefetch=prefetch,
     )
 
 
 async def test_handlers_run_concurrently_up_to_the_prefetch(broker: Broker) -> None:
     await broker.queue(WIDGET_JOBS_QUEUE).purge()
-    started: list[str] = []
-    release = asyncio.Event()
-    all_started = asyncio.Event()
-
-    async def handler(message: dict[str, str], delivery: Delivery) -> None:
-        started.append(message["id"])
-        if len(started) == 3:
-            all_started.set()
-        await release.wait()
-
-    value = _blocking_consumer(broker, handler, prefetch=10)
+    held = Held()
+    value = _consumer(broker, held, prefetch=10)
     await value.start()
     for n in range(3):
         await _publish(broker, json.dumps({"id": str(n), "mode": "ok"}).encode())
-    await asyncio.wait_for(all_started.wait(), 10)
-    release.set()
+    await held.until(started=3)
+    held.release.set()
     await value.stop(5)
-    assert sorted(started) == ["0", "1", "2"]
+    assert sorted(held.started) == ["0", "1", "2"]
 
 
 async def test_the_prefetch_bounds_unacked_deliveries_on_the_consumers_own_channel(broker: Broker) -> None:
     """With prefetch 2 and five messages, two handlers run and the broker still holds three."""
     await broker.queue(WIDGET_JOBS_QUEUE).purge()
-    started: list[str] = []
-    release = asyncio.Event()
-    two_started, all_done = asyncio.Event(), asyncio.Event()
-
-    async def handler(message: dict[str, str], delivery: Delivery) -> None:
-        started.append(message["id"])
-        if len(started) == 2:
-            two_started.set()
-        await release.wait()
-        if len(started) == 5:
-            all_done.set()
-
-    value = _blocking_consumer(broker, handler, prefetch=2)
+    held = Held()
+    value = _consumer(broker, held, prefetch=2)
     for n in range(5):
         await _publish(broker, json.dumps({"id": str(n), "mode": "ok"}).encode())
     await value.start()
     try:
-        await asyncio.wait_for(two_started.wait(), 10)
+        await held.until(started=2)
         channel = await broker.connection.channel()
         declared = await channel.declare_queue(WIDGET_JOBS_QUEUE, passive=True)
         await channel.close()
         assert declared.declaration_result.message_count == 3
-        assert len(started) == 2
-        release.set()
-        await asyncio.wait_for(all_done.wait(), 10)
+        assert len(held.started) == 2
+        held.release.set()
+        await held.until(finished=5)
     finally:
-        release.set()
+        held.release.set()
         await value.stop(5)
-    assert sorted(started) == ["0", "1", "2", "3", "4"]
-
-
-def _private_consumer(
-    broker: Broker, handler: Handler[dict[str, str]], name: str, registry: CollectorRegistry | None = None
-) -> Consumer[dict[str, str]]:
-    return Consumer(
-        name="private",
-        broker=broker,
-        queue_name=name,
-        private=QueueBinding(INTERNAL_EXCHANGE, name),
-        decode=_decode,
-        handler=handler,
-        log_fields=lambda m: {"event_id": m["id"]},
-        metrics=ConsumerMetrics(registry or CollectorRegistry(), "test"),
-    )
+    assert sorted(held.started) == ["0", "1", "2", "3", "4"]
 
 
 def _ready_and_unacked(vhost: str, queue: str) -> tuple[int, int]:
@@ -247,28 +244,19 @@ async def test_a_private_queue_is_consumed_without_acks(broker: Broker, infra: I
     all five messages are out of the queue, none ready, none waiting for an ack (with acks,
     the broker would count five unacknowledged)."""
     name = f"test.private.{uuid.uuid4().hex}"
-    started: list[str] = []
-    release, all_started = asyncio.Event(), asyncio.Event()
-
-    async def handler(message: dict[str, str], delivery: Delivery) -> None:
-        started.append(message["id"])
-        if len(started) == 5:
-            all_started.set()
-        await release.wait()
-
-    registry = CollectorRegistry()
-    value = _private_consumer(broker, handler, name, registry)
+    held, registry = Held(), CollectorRegistry()
+    value = _consumer(broker, held, private=name, registry=registry)
     await value.start()
     try:
         for n in range(5):
             await broker.publish(INTERNAL_EXCHANGE, name, OutgoingMessage(json.dumps({"id": str(n)}).encode(), "test"))
-        await asyncio.wait_for(all_started.wait(), 10)
+        await held.until(started=5)
         vhost = unquote(urlsplit(infra.rabbitmq_url).path[1:])
         assert await asyncio.to_thread(_ready_and_unacked, vhost, name) == (0, 0)
     finally:
-        release.set()
+        held.release.set()
         await value.stop(5)
-    assert sorted(started) == ["0", "1", "2", "3", "4"]
+    assert sorted(held.started) == ["0", "1", "2", "3", "4"]
     assert registry.get_sample_value("test_messages_total", {"consumer": "private", "outcome": "handled"}) == 5
 
 
@@ -278,7 +266,7 @@ async def test_a_failure_on_a_private_queue_is_dead_lettered_at_once(broker: Bro
     await broker.queue(DEAD_LETTER_QUEUE).purge()
     name = f"test.private.{uuid.uuid4().hex}"
     recorder = Recorder()
-    value = _private_consumer(broker, recorder, name)
+    value = _consumer(broker, recorder, private=name)
     await value.start()
     key = uuid.uuid4().hex
     try:
