@@ -1,7 +1,9 @@
 """``make bench``: the product and its Celery chord peer back to back, on the same workload, in one table.
 
 Runs ``benchmarks/e2e.py`` (throughput, idle and open-loop scenarios; it starts its own
-stack), then ``benchmarks/peers/celery_chord.py`` for each ``--peers`` variant, then the
+stack), then the reference ``benchmarks/peers/bare_shape.py`` (the product's broker and
+database path with nothing but the libraries: no sandbox, no product code; throughput and
+idle), then ``benchmarks/peers/celery_chord.py`` for each ``--peers`` variant, then the
 floor (``asyncio.gather`` of the same GETs in this process against the same upstream), and
 prints markdown tables with the ratios the issue sets as targets. Everything each run wrote
 is gathered in ``benchmarks/results/compare-<timestamp>.json``.
@@ -169,6 +171,18 @@ def idle_lines(idle: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def reference_idle_lines(idle: dict[str, Any] | None) -> list[str]:
+    """The same measures for the reference: what the shape costs with nothing of the product in it."""
+    if not idle:
+        return []
+    first = idle.get("first_card_over_fastest_ms") or {}
+    return [
+        f"the reference (benchmarks/peers/bare_shape.py, same widgets, {idle['completed']} events): sidebar p50 "
+        f"{_ms(idle['latency_ms']['p50'])}; sidebar.ready - slowest widget p50 "
+        f"{_ms(idle['ready_over_slowest_ms']['p50'])}, first card - fastest widget p50 {_ms(first.get('p50'))}",
+    ]
+
+
 def open_loop_table(rows: list[tuple[str, dict[str, Any] | None]]) -> list[str]:
     floor = next((r["floor_ms"] for _, r in rows if r and "floor_ms" in r), None)
     config: dict[str, Any] = next((r.get("config", {}) for _, r in rows if r), {})
@@ -211,6 +225,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--peers", default="threads,prefork,hop", help="chord variants, comma-separated")
     parser.add_argument("--peer-open-loop", default="threads", help="chord variants that also run the open loop")
     parser.add_argument("--no-product", dest="product", action="store_false", help="skip benchmarks/e2e.py")
+    parser.add_argument(
+        "--no-bare", dest="bare", action="store_false", help="skip the reference benchmarks/peers/bare_shape.py"
+    )
     parser.add_argument("--timeout", type=float, default=600.0, help="bound for each run, seconds")
     return parser.parse_args(argv)
 
@@ -236,6 +253,13 @@ def main(argv: list[str] | None = None) -> int:
         command = [PYTHON, "benchmarks/e2e.py", "--scenarios", "throughput,idle,open-loop", *common]
         command += ["--idle-events", str(args.idle_events), "--output", str(output)]
         reports["product"] = run_child("product", command, output)
+    if args.bare:
+        output = out_dir / "bare-shape.json"
+        command = [PYTHON, "benchmarks/peers/bare_shape.py", "--scenarios", "throughput,idle"]
+        command += ["--events", str(args.events), "--concurrency", str(args.concurrency)]
+        command += ["--widgets", str(args.widgets), "--idle-events", str(args.idle_events)]
+        command += ["--timeout", str(args.timeout), "--output", str(output)]
+        reports["bare-shape"] = run_child("bare shape (reference)", command, output)
     open_loop_peers = {p.strip() for p in args.peer_open_loop.split(",") if p.strip()}
     for variant in [p.strip() for p in args.peers.split(",") if p.strip()]:
         output = out_dir / f"chord-{variant}.json"
@@ -255,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
 
     product, chord_threads = scenario("product", "throughput"), scenario("chord-threads", "throughput")
     labels = {
+        "bare-shape": "reference: the product's shape, libraries only (no sandbox, no product code)",
         "chord-threads": "Celery chord, threads pool (10), no sandbox",
         "chord-prefork": "Celery chord, prefork pool (10), no sandbox",
         "chord-hop": "Celery chord + conversation.opened hop, quorum queues, confirms (threads 10)",
@@ -280,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "",
         *idle_lines(scenario("product", "idle")),
+        *reference_idle_lines(scenario("bare-shape", "idle")),
         "",
         *open_loop_table(
             [("product (sandboxed)", scenario("product", "open-loop"))]
