@@ -3,7 +3,7 @@
 Runs ``benchmarks/e2e.py`` (throughput, idle and open-loop scenarios; it starts its own
 stack), then the reference ``benchmarks/peers/bare_shape.py`` (the product's broker and
 database path with nothing but the libraries: no sandbox, no product code; throughput and
-idle), then ``benchmarks/peers/celery_chord.py`` for each ``--peers`` variant, then the
+idle, on quorum queues as the product has them and on classic ones), then ``benchmarks/peers/celery_chord.py`` for each ``--peers`` variant, then the
 floor (``asyncio.gather`` of the same GETs in this process against the same upstream), and
 prints markdown tables with the ratios the issue sets as targets. Everything each run wrote
 is gathered in ``benchmarks/results/compare-<timestamp>.json``.
@@ -171,13 +171,14 @@ def idle_lines(idle: dict[str, Any] | None) -> list[str]:
     ]
 
 
-def reference_idle_lines(idle: dict[str, Any] | None) -> list[str]:
+def reference_idle_lines(queues: str, idle: dict[str, Any] | None) -> list[str]:
     """The same measures for the reference: what the shape costs with nothing of the product in it."""
     if not idle:
         return []
     first = idle.get("first_card_over_fastest_ms") or {}
     return [
-        f"the reference (benchmarks/peers/bare_shape.py, same widgets, {idle['completed']} events): sidebar p50 "
+        f"the reference on {queues} queues (benchmarks/peers/bare_shape.py, same widgets, {idle['completed']} "
+        f"events): sidebar p50 "
         f"{_ms(idle['latency_ms']['p50'])}; sidebar.ready - slowest widget p50 "
         f"{_ms(idle['ready_over_slowest_ms']['p50'])}, first card - fastest widget p50 {_ms(first.get('p50'))}",
     ]
@@ -226,7 +227,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--peer-open-loop", default="threads", help="chord variants that also run the open loop")
     parser.add_argument("--no-product", dest="product", action="store_false", help="skip benchmarks/e2e.py")
     parser.add_argument(
-        "--no-bare", dest="bare", action="store_false", help="skip the reference benchmarks/peers/bare_shape.py"
+        "--bare",
+        default="quorum,classic",
+        help="queue types the reference benchmarks/peers/bare_shape.py runs with, comma-separated ('' skips it)",
     )
     parser.add_argument("--timeout", type=float, default=600.0, help="bound for each run, seconds")
     return parser.parse_args(argv)
@@ -253,13 +256,13 @@ def main(argv: list[str] | None = None) -> int:
         command = [PYTHON, "benchmarks/e2e.py", "--scenarios", "throughput,idle,open-loop", *common]
         command += ["--idle-events", str(args.idle_events), "--output", str(output)]
         reports["product"] = run_child("product", command, output)
-    if args.bare:
-        output = out_dir / "bare-shape.json"
-        command = [PYTHON, "benchmarks/peers/bare_shape.py", "--scenarios", "throughput,idle"]
+    for queues in [q.strip() for q in args.bare.split(",") if q.strip()]:
+        output = out_dir / f"bare-shape-{queues}.json"
+        command = [PYTHON, "benchmarks/peers/bare_shape.py", "--queues", queues, "--scenarios", "throughput,idle"]
         command += ["--events", str(args.events), "--concurrency", str(args.concurrency)]
         command += ["--widgets", str(args.widgets), "--idle-events", str(args.idle_events)]
         command += ["--timeout", str(args.timeout), "--output", str(output)]
-        reports["bare-shape"] = run_child("bare shape (reference)", command, output)
+        reports[f"bare-shape-{queues}"] = run_child(f"bare shape, {queues} queues (reference)", command, output)
     open_loop_peers = {p.strip() for p in args.peer_open_loop.split(",") if p.strip()}
     for variant in [p.strip() for p in args.peers.split(",") if p.strip()]:
         output = out_dir / f"chord-{variant}.json"
@@ -279,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
 
     product, chord_threads = scenario("product", "throughput"), scenario("chord-threads", "throughput")
     labels = {
-        "bare-shape": "reference: the product's shape, libraries only (no sandbox, no product code)",
+        "bare-shape-quorum": "reference: the product's shape, libraries only (no sandbox, no product code)",
+        "bare-shape-classic": "the same reference on classic queues (not replicated)",
         "chord-threads": "Celery chord, threads pool (10), no sandbox",
         "chord-prefork": "Celery chord, prefork pool (10), no sandbox",
         "chord-hop": "Celery chord + conversation.opened hop, quorum queues, confirms (threads 10)",
@@ -305,7 +309,12 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "",
         *idle_lines(scenario("product", "idle")),
-        *reference_idle_lines(scenario("bare-shape", "idle")),
+        *(
+            line
+            for name in reports
+            if name.startswith("bare-shape")
+            for line in reference_idle_lines(name.removeprefix("bare-shape-"), scenario(name, "idle"))
+        ),
         "",
         *open_loop_table(
             [("product (sandboxed)", scenario("product", "open-loop"))]

@@ -80,23 +80,29 @@ SCENARIOS = ("throughput", "idle")
 STARTUP_TIMEOUT_S = 60.0
 CLEANUP_GRACE_S = 60.0
 PERSISTENT = aio_pika.DeliveryMode.PERSISTENT
-QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
+# The product declares quorum queues (replicated); ``--queues classic`` shows what that costs.
+QUEUE_ARGUMENTS: dict[str, dict[str, Any]] = {"quorum": {"x-queue-type": "quorum"}, "classic": {}}
 
 
 # --- the two services ----------------------------------------------------------------------------
 
 
-async def declare(channel: aio_pika.abc.AbstractChannel, name: str, prefetch: int) -> aio_pika.abc.AbstractQueue:
-    await channel.set_qos(prefetch_count=prefetch)
-    return await channel.declare_queue(name, durable=True, arguments=QUORUM)
+async def declare(
+    channel: aio_pika.abc.AbstractChannel, name: str, queues: str, prefetch: int | None = None
+) -> aio_pika.abc.AbstractQueue:
+    if prefetch is not None:
+        await channel.set_qos(prefetch_count=prefetch)
+    return await channel.declare_queue(name, durable=True, arguments=QUEUE_ARGUMENTS[queues])
 
 
-async def orchestrator(amqp_url: str, mongodb_url: str, database: str, catalog: dict[str, list[Any]]) -> None:
+async def orchestrator(
+    amqp_url: str, mongodb_url: str, database: str, catalog: dict[str, list[Any]], queues: str
+) -> None:
     """``catalog``: each business's widgets, known at start (the product caches them)."""
     connection = await aio_pika.connect_robust(amqp_url)
     channel = await connection.channel(publisher_confirms=True)
-    events = await declare(channel, EVENTS_QUEUE, EVENTS_PREFETCH)
-    await channel.declare_queue(JOBS_QUEUE, durable=True, arguments=QUORUM)
+    events = await declare(channel, EVENTS_QUEUE, queues, EVENTS_PREFETCH)
+    await declare(channel, JOBS_QUEUE, queues)
     sidebar_exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
     results = await channel.declare_queue(exclusive=True)
     db: Any = AsyncMongoClient(mongodb_url)[database]
@@ -182,10 +188,10 @@ async def orchestrator(amqp_url: str, mongodb_url: str, database: str, catalog: 
     await asyncio.Future()  # until stopped
 
 
-async def executor(amqp_url: str) -> None:
+async def executor(amqp_url: str, queues: str) -> None:
     connection = await aio_pika.connect_robust(amqp_url)
     channel = await connection.channel(publisher_confirms=True)
-    jobs = await declare(channel, JOBS_QUEUE, JOBS_PREFETCH)
+    jobs = await declare(channel, JOBS_QUEUE, queues, JOBS_PREFETCH)
     threads = ThreadPoolExecutor(JOBS_PREFETCH, thread_name_prefix="widget")
     loop = asyncio.get_running_loop()
 
@@ -247,7 +253,7 @@ async def benchmark(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
     database = f"bench_bare_{stamp}_{secrets.token_hex(3)}"
     report: dict[str, Any] = {
         "benchmark": "bare_shape",
-        "system": "bare-shape",
+        "system": f"bare-shape-{args.queues}",
         "machine": machine_facts(),
         "config": {k: v for k, v in vars(args).items() if k != "output"},
         "scenarios": {},
@@ -271,8 +277,8 @@ async def benchmark(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
         base = [PYTHON, "benchmarks/peers/bare_shape.py"]
         services = {
             "orchestrator": [*base, "orchestrator", "--amqp", amqp_url, "--mongodb", mongodb_url,
-                             "--database", database, "--catalog", str(catalog_file)],
-            "executor": [*base, "executor", "--amqp", amqp_url],
+                             "--database", database, "--catalog", str(catalog_file), "--queues", args.queues],
+            "executor": [*base, "executor", "--amqp", amqp_url, "--queues", args.queues],
         }  # fmt: skip
         started = {}
         for name, command in services.items():
@@ -283,7 +289,7 @@ async def benchmark(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
         stack.push_async_callback(amqp.close)
         channel = await amqp.channel(publisher_confirms=True)
         exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
-        await channel.declare_queue(EVENTS_QUEUE, durable=True, arguments=QUORUM)
+        await declare(channel, EVENTS_QUEUE, args.queues)
 
         def submitter(business_id: str) -> Submit:
             async def submit(event_id: str) -> None:
@@ -337,6 +343,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=10, help="events awaiting their sidebar at once")
     parser.add_argument("--widgets", type=int, default=5)
+    parser.add_argument("--queues", choices=tuple(QUEUE_ARGUMENTS), default="quorum", help="the events and jobs queues")
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--output", type=Path, default=None)
     for internal in ("--amqp", "--mongodb", "--database", "--catalog"):
@@ -352,10 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "orchestrator":
         businesses = json.loads(Path(args.catalog).read_text(encoding="utf-8"))
-        serve(orchestrator(args.amqp, args.mongodb, args.database, businesses))
+        serve(orchestrator(args.amqp, args.mongodb, args.database, businesses, args.queues))
         return 0
     if args.command == "executor":
-        serve(executor(args.amqp))
+        serve(executor(args.amqp, args.queues))
         return 0
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     try:
@@ -367,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         print("bare_shape: interrupted; what it started is stopped", file=sys.stderr)
         return 130
     print_report(report)
-    path = write_report(report, args.output or RESULTS_DIR / f"bare-shape-{stamp}.json")
+    path = write_report(report, args.output or RESULTS_DIR / f"bare-shape-{args.queues}-{stamp}.json")
     print(f"results: {relative(path)}")
     return 0 if all(r["missing"] == 0 for r in report["scenarios"].values()) else 1
 
@@ -376,7 +383,7 @@ def print_report(report: dict[str, Any]) -> None:
     if result := report["scenarios"].get("throughput"):
         latency = result["latency_ms"]
         print(
-            f"bare shape throughput: completed {result['completed']}/{result['submitted']}, "
+            f"{report['system']} throughput: completed {result['completed']}/{result['submitted']}, "
             f"all ok {result['all_widgets_ok']}, p50 {latency['p50']} p99 {latency['p99']} ms, "
             f"{result['sidebars_per_s']} sidebars/s"
         )
@@ -384,7 +391,7 @@ def print_report(report: dict[str, Any]) -> None:
     if idle := report["scenarios"].get("idle"):
         first = idle.get("first_card_over_fastest_ms") or {}
         print(
-            f"bare shape idle: completed {idle['completed']}/{idle['submitted']}, sidebar p50 "
+            f"{report['system']} idle: completed {idle['completed']}/{idle['submitted']}, sidebar p50 "
             f"{idle['latency_ms']['p50']} ms; ready - slowest widget p50 {idle['ready_over_slowest_ms']['p50']} ms, "
             f"first card - fastest widget p50 {first.get('p50')} ms"
         )
