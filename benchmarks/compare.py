@@ -1,10 +1,11 @@
-"""``make bench``: the product and its Celery chord peer back to back, on the same workload, in one table.
+"""``make bench``: the product, a reference and the Celery chord peer back to back, on one workload, in one table.
 
 Runs ``benchmarks/e2e.py`` (throughput, idle and open-loop scenarios; it starts its own
 stack), then the reference ``benchmarks/peers/bare_shape.py`` (the product's broker and
 database path with nothing but the libraries: no sandbox, no product code; throughput and
-idle, on quorum queues as the product has them and on classic ones), then ``benchmarks/peers/celery_chord.py`` for each ``--peers`` variant, then the
-floor (``asyncio.gather`` of the same GETs in this process against the same upstream), and
+idle, on quorum queues as the product has them and on classic ones), then
+``benchmarks/peers/celery_chord.py`` for each ``--peers`` variant, then the floor
+(``asyncio.gather`` of the same GETs in this process against the same upstream), and
 prints markdown tables with the ratios the issue sets as targets. Everything each run wrote
 is gathered in ``benchmarks/results/compare-<timestamp>.json``.
 

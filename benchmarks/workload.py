@@ -103,6 +103,28 @@ def bench_context(business_id: str, conversation_id: str) -> dict[str, Any]:
     }
 
 
+def run_widget_code(widget: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    """Exec the widget's code and call ``get_sidebar_data(context)``, in this process, unsandboxed."""
+    started = time.perf_counter()
+    namespace: dict[str, Any] = {"__name__": "widget"}
+    try:
+        exec(compile(widget["code"], f"<widget {widget['widget_id']}>", "exec"), namespace)  # noqa: S102 - the peers run widget code unsandboxed, by design
+        data, status, error = namespace["get_sidebar_data"](context), "ok", None
+    except Exception as exc:  # noqa: BLE001 - a widget may raise anything; it becomes an error entry
+        data, status = {"title": widget["name"], "items": []}, "error"
+        error = {"type": type(exc).__name__, "message": str(exc)[:500]}
+    return {
+        "widget_id": widget["widget_id"],
+        "name": widget["name"],
+        "position": widget["position"],
+        "status": status,
+        "duration_ms": round((time.perf_counter() - started) * 1000),
+        "data": data,
+        "error": error,
+        "finished_at": time.time(),
+    }
+
+
 # --- statistics -------------------------------------------------------------------------------
 
 

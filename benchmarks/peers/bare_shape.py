@@ -65,8 +65,7 @@ from benchmarks.harness import (
     write_report,
 )
 from benchmarks.load import ServingError, Submit, closed_loop, spaced, until_serving, watch_sidebars
-from benchmarks.peers.celery_chord import run_widget_code
-from benchmarks.workload import THROUGHPUT_FIRST, bench_context, bench_widgets
+from benchmarks.workload import THROUGHPUT_FIRST, bench_context, bench_widgets, run_widget_code
 from demo.examples import EXAMPLES, load_example
 from shared.topology import EXCHANGE, SIDEBAR_READY_PREFIX, SIDEBAR_WIDGET_PREFIX
 
