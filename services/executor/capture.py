@@ -10,7 +10,7 @@ import json
 import os
 import signal
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any
 
 from executor.runner import RunOutcome
 
@@ -36,28 +36,51 @@ async def read_capped(reader: asyncio.StreamReader, limit: int) -> Capture:
     return capture
 
 
-async def read_pipe_capped(pipe: BinaryIO, limit: int) -> Capture:
-    """``read_capped`` on a pipe's read end, which is closed on every way out (EOF, cancellation)."""
+def read_pipe_capped(fd: int, limit: int) -> asyncio.Future[Capture]:
+    """``read_capped`` on a pipe's read end, straight from the event loop's selector (no
+    transport, stream or task: a job reads two pipes). ``fd`` is owned from here on and
+    closed on every way out: EOF, a read error, or the future cancelled."""
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=_CHUNK)
+    future: asyncio.Future[Capture] = loop.create_future()
+    capture = Capture()
+    reading = [True]
+
+    def close() -> None:
+        if reading[0]:
+            reading[0] = False
+            loop.remove_reader(fd)
+            os.close(fd)
+
+    def on_readable() -> None:
+        if future.done():  # cancelled: its done callback closes the fd
+            return
+        try:
+            while chunk := os.read(fd, _CHUNK):
+                capture.total += len(chunk)
+                room = limit - len(capture.data)
+                if room > 0:
+                    capture.data += chunk[:room]
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            close()
+            future.set_exception(exc)
+            return
+        close()
+        future.set_result(capture)
+
     try:
-        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+        os.set_blocking(fd, False)
+        loop.add_reader(fd, on_readable)
     except BaseException:
-        pipe.close()
+        os.close(fd)
         raise
-    try:
-        return await read_capped(reader, limit)
-    finally:
-        transport.close()
-
-
-def open_pipe(fd: int) -> BinaryIO:
-    """A read end as a file object at once, so the fd is closed even if its reader never starts."""
-    return os.fdopen(fd, "rb", 0)
+    future.add_done_callback(lambda _: close())
+    return future
 
 
 async def collect(
-    tasks: tuple[asyncio.Task[Capture], asyncio.Task[Capture]], grace_s: float
+    tasks: tuple[asyncio.Future[Capture], asyncio.Future[Capture]], grace_s: float
 ) -> tuple[Capture, Capture]:
     """Wait briefly for both pipes to close; a process that escaped the kill could hold them open."""
     done, pending = await asyncio.wait(set(tasks), timeout=grace_s)
@@ -109,6 +132,9 @@ def build_outcome(
     if not isinstance(envelope, dict):
         message = "the widget process wrote an unreadable result"
         return RunOutcome("error", error_type="crashed", error_message=message, **common)
+    elapsed = envelope.get("elapsed_s")  # the widget's own time, stamped by the sandbox around it
+    if isinstance(elapsed, int | float):
+        common["widget_s"] = float(elapsed)
     if envelope.get("ok"):
         return RunOutcome("ok", value=envelope.get("value"), **common)
     error = envelope.get("error") or {}
@@ -130,13 +156,3 @@ def with_denials(outcome: RunOutcome, denials: list[str]) -> RunOutcome:
         message = f"{refusal}; the widget then ended with {outcome.error_type}: {outcome.error_message}"
     return RunOutcome(**{**vars(outcome), "status": "error", "value": None, "error_type": "egress_denied",
                          "error_message": message})  # fmt: skip
-
-
-def with_widget_time(outcome: RunOutcome, result: Capture) -> RunOutcome:
-    try:
-        elapsed = json.loads(result.data).get("elapsed_s") if result.data else None
-    except (ValueError, AttributeError):
-        elapsed = None
-    if not isinstance(elapsed, int | float):
-        return outcome
-    return RunOutcome(**{**vars(outcome), "widget_s": float(elapsed)})

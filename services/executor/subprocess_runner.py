@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from executor.capture import build_outcome, collect, open_pipe, read_capped, read_pipe_capped
+from executor.capture import build_outcome, collect, read_capped, read_pipe_capped
 from executor.runner import RunOutcome, RunRequest
 from executor.slots import UidSlots
 
@@ -63,7 +63,7 @@ class SubprocessRunner:
         assert process.stdin is not None
         assert process.stdout is not None
         logs_task = asyncio.create_task(read_capped(process.stdout, self._limits.log_bytes))
-        result_task = asyncio.create_task(read_pipe_capped(open_pipe(read_fd), self._limits.result_bytes + 1))
+        result_task = read_pipe_capped(read_fd, self._limits.result_bytes + 1)
         timed_out = False
         try:
             process.stdin.write(self._request_payload(request, write_fd))

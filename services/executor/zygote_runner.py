@@ -29,10 +29,8 @@ from executor.capture import (
     Capture,
     build_outcome,
     collect,
-    open_pipe,
     read_pipe_capped,
     with_denials,
-    with_widget_time,
 )
 from executor.egress.policy import EgressPolicy
 from executor.egress.supervisor import JobEgress
@@ -171,8 +169,8 @@ class ZygoteRunner:
         egress = JobEgress(self._policy, worker.channel, request.timeout_s, self._resolver)
         egress.start()
         pipes = (
-            asyncio.create_task(read_pipe_capped(open_pipe(log_r), self._config.log_bytes)),
-            asyncio.create_task(read_pipe_capped(open_pipe(result_r), self._config.result_bytes + 1)),
+            read_pipe_capped(log_r, self._config.log_bytes),
+            read_pipe_capped(result_r, self._config.result_bytes + 1),
         )
         try:
             try:
@@ -205,7 +203,7 @@ class ZygoteRunner:
                 timeout=request.timeout_s,
                 result_limit=self._config.result_bytes,
             )
-            outcome = with_denials(with_widget_time(outcome, result), egress.denials)
+            outcome = with_denials(outcome, egress.denials)
             outcome = replace(outcome, worker_start="warm" if warm else "fresh")
             if delivered and worker.key is not None:
                 gone = not zygote.alive or zygote is not self._zygote
@@ -241,7 +239,7 @@ class ZygoteRunner:
 
     @staticmethod
     async def _await_end(
-        zygote: Zygote, pid: int, pipes: tuple[asyncio.Task[Capture], asyncio.Task[Capture]], limit_s: float
+        zygote: Zygote, pid: int, pipes: tuple[asyncio.Future[Capture], asyncio.Future[Capture]], limit_s: float
     ) -> tuple[int, bool]:
         """(exit code, timed out). A child that delivered its result closes its pipes before
         exiting, so its teardown is not waited for; without a result, its exit status explains why."""

@@ -546,3 +546,55 @@ async def test_the_job_handler_counts_warm_and_fresh_workers_and_retirements(bro
     assert sample("executor_workers_total", start="warm") == 2
     assert sample("executor_worker_retirements_total", reason="unclean") == 1  # the timeout
     assert sample("executor_worker_retirements_total", reason="shutdown") == 1  # w1's worker, idle at the end
+
+
+CONNECT_THEN_SLEEP = widget(
+    """
+import socket, time
+kept = socket.create_connection(("127.0.0.1", context["port"]), 2)
+time.sleep(60)
+"""
+)
+NOISY = widget(
+    """
+print("x" * 200_000)
+return {"title": "noisy", "items": []}
+"""
+)
+
+
+def _open_fds() -> set[int]:
+    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+
+
+async def test_every_pipe_of_a_job_is_closed_however_the_job_ends(
+    listeners: tuple[socket.socket, socket.socket],
+) -> None:
+    allowed, _ = listeners
+    allowed.setblocking(False)
+    port = allowed.getsockname()[1]
+    before = _open_fds()
+    async with zygote_runner(UID, 2, egress_allow=(f"127.0.0.1:{port}",)) as runner:
+        assert (await _run(runner)).status == "ok"
+        assert (await _run(runner, action="sleep", timeout_s=0.5)).status == "timeout"
+        noisy = await _run(runner, NOISY, widget_id="noisy")
+        assert noisy.status == "ok" and noisy.logs_truncated
+        assert (await _run(runner, widget("import os\nos._exit(3)"), widget_id="exits")).error_type == "crashed"
+        # Cancelled while its widget runs (it has connected: its pipes are open).
+        running = asyncio.create_task(_run(runner, CONNECT_THEN_SLEEP, widget_id="sleeper", port=port, timeout_s=30))
+        loop = asyncio.get_running_loop()
+        connection, _ = await asyncio.wait_for(loop.sock_accept(allowed), 10)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        connection.close()
+    assert _open_fds() == before
+
+
+async def test_an_outcome_carries_the_widgets_own_time_within_the_jobs(runner: ZygoteRunner) -> None:
+    burnt = await _run(runner, action="burn", seconds=0.05)
+    failed = await _run(runner, widget("raise ValueError('no')"), widget_id="fails")
+    for outcome in (burnt, failed):
+        assert outcome.widget_s is not None, outcome
+        assert 0 < outcome.widget_s <= outcome.duration_s
+    assert burnt.widget_s is not None and burnt.widget_s >= 0.05  # it burnt that much CPU, so at least that long
