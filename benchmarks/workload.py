@@ -72,6 +72,10 @@ class BenchWidget:
     def code(self, api_base: str) -> str:
         return WIDGET_CODE.format(api_base=api_base.rstrip("/"), path=self.path, n=self.position)
 
+    def message(self, api_base: str) -> dict[str, Any]:
+        """What a peer sends to run it: ids, name, position and code."""
+        return {"widget_id": self.widget_id, "name": self.name, "position": self.position, "code": self.code(api_base)}
+
 
 def bench_widgets(count: int, first: int = THROUGHPUT_FIRST) -> list[BenchWidget]:
     """``count`` widgets, each calling its own ``/w/<n>/customers``."""

@@ -1,9 +1,9 @@
 """A reference, not a product: the product's message and database path with nothing but the libraries.
 
-Two processes, as the product has, doing exactly the broker and database work a sidebar
-costs the product, and nothing else: no validation, no logging, no metrics, no retries,
-no sandbox. The ``orchestrator`` consumes ``conversation.opened`` from a quorum queue, inserts
-the run's claim while it reads the conversation and then the customer by ``_id``, publishes
+Two processes, as the product has, doing the broker and database work a sidebar costs the
+product, and nothing else: no validation, no logging, no metrics, no retries, no sandbox.
+The ``orchestrator`` consumes ``conversation.opened`` from a quorum queue, inserts the run's
+claim while it reads the conversation and then the customer by ``_id``, publishes
 one job per widget to a quorum queue with publisher confirms and its exclusive results queue
 as ``reply_to``, consumes the results without acks, publishes a card for each, then
 ``sidebar.ready``, inserts the history entry and upserts the latest sidebar (``$max``) and
@@ -11,7 +11,11 @@ acks the event. The ``executor`` consumes the jobs (prefetch 16), runs each widg
 in a thread of its own process, unsandboxed, as the Celery chord does, publishes the result
 with a confirm and acks the job. Same libraries as the product (aio-pika, PyMongo's async
 client), same broker, database, upstream, widgets and client as ``benchmarks/e2e.py`` and
-the chord.
+the chord. Where it is leaner than the product, beyond the code it leaves out, it stays a
+lower bound: its documents are smaller (no widgets' logs in the history entry, no history
+index to update), its messages carry no headers, it publishes through the default exchange
+rather than the product's topic and direct ones, and its queues have no dead-letter
+exchange or delivery limit.
 
 What it answers: how fast the product's shape can be on this machine with this stack if all
 of the product's own code cost nothing and its widgets ran unsandboxed. The product's CPU
@@ -44,7 +48,7 @@ from pymongo import AsyncMongoClient, MongoClient
 
 from benchmarks.cpu import CpuMeter, per_sidebar_ms
 from benchmarks.cpu import describe as describe_cpu
-from benchmarks.e2e import IDLE_GAP_S, idle_summary
+from benchmarks.e2e import IDLE_GAP_S, idle_summary, upstream_command
 from benchmarks.harness import (
     DEFAULT_MONGODB_URL,
     DEFAULT_RABBITMQ_URL,
@@ -86,11 +90,7 @@ QUEUE_ARGUMENTS: dict[str, dict[str, Any]] = {"quorum": {"x-queue-type": "quorum
 # --- the two services ----------------------------------------------------------------------------
 
 
-async def declare(
-    channel: aio_pika.abc.AbstractChannel, name: str, queues: str, prefetch: int | None = None
-) -> aio_pika.abc.AbstractQueue:
-    if prefetch is not None:
-        await channel.set_qos(prefetch_count=prefetch)
+async def declare(channel: aio_pika.abc.AbstractChannel, name: str, queues: str) -> aio_pika.abc.AbstractQueue:
     return await channel.declare_queue(name, durable=True, arguments=QUEUE_ARGUMENTS[queues])
 
 
@@ -100,7 +100,8 @@ async def orchestrator(
     """``catalog``: each business's widgets, known at start (the product caches them)."""
     connection = await aio_pika.connect_robust(amqp_url)
     channel = await connection.channel(publisher_confirms=True)
-    events = await declare(channel, EVENTS_QUEUE, queues, EVENTS_PREFETCH)
+    await channel.set_qos(prefetch_count=EVENTS_PREFETCH)  # the results queue is consumed without acks
+    events = await declare(channel, EVENTS_QUEUE, queues)
     await declare(channel, JOBS_QUEUE, queues)
     sidebar_exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
     results = await channel.declare_queue(exclusive=True)
@@ -153,8 +154,11 @@ async def orchestrator(
         }
         body = json.dumps(sidebar)
         key = f"{business_id}.{event['conversation_id']}"
+        # Not mandatory, as the product's: a sidebar or card nobody watches is dropped, not returned.
         await sidebar_exchange.publish(
-            aio_pika.Message(body.encode(), delivery_mode=PERSISTENT), routing_key=f"{SIDEBAR_READY_PREFIX}.{key}"
+            aio_pika.Message(body.encode(), delivery_mode=PERSISTENT),
+            routing_key=f"{SIDEBAR_READY_PREFIX}.{key}",
+            mandatory=False,
         )
         await asyncio.gather(
             db.run_history.insert_one({"_id": run_id, "sidebar_json": body, "created_at": claim["created_at"]}),
@@ -178,6 +182,7 @@ async def orchestrator(
         await sidebar_exchange.publish(
             aio_pika.Message(json.dumps(card).encode(), delivery_mode=PERSISTENT),
             routing_key=f"{SIDEBAR_WIDGET_PREFIX}.{event['business_id']}.{event['conversation_id']}",
+            mandatory=False,
         )
         if len(collected) == len(widgets) and not done.done():
             done.set_result(None)
@@ -190,7 +195,8 @@ async def orchestrator(
 async def executor(amqp_url: str, queues: str) -> None:
     connection = await aio_pika.connect_robust(amqp_url)
     channel = await connection.channel(publisher_confirms=True)
-    jobs = await declare(channel, JOBS_QUEUE, queues, JOBS_PREFETCH)
+    await channel.set_qos(prefetch_count=JOBS_PREFETCH)
+    jobs = await declare(channel, JOBS_QUEUE, queues)
     threads = ThreadPoolExecutor(JOBS_PREFETCH, thread_name_prefix="widget")
     loop = asyncio.get_running_loop()
 
@@ -199,7 +205,8 @@ async def executor(amqp_url: str, queues: str) -> None:
         widget = await loop.run_in_executor(threads, run_widget_code, job["widget"], job["context"])
         body = json.dumps({"run_id": job["run_id"], "widget": widget}).encode()
         assert message.reply_to is not None
-        await channel.default_exchange.publish(aio_pika.Message(body), routing_key=message.reply_to)
+        result = aio_pika.Message(body, delivery_mode=PERSISTENT)
+        await channel.default_exchange.publish(result, routing_key=message.reply_to, mandatory=False)
         await message.ack()
 
     await jobs.consume(on_job)
@@ -233,10 +240,7 @@ def seed(mongodb_url: str, database: str, business_ids: list[str]) -> None:
 def catalog(api_base: str, widgets: int) -> dict[str, list[dict[str, Any]]]:
     """A business with the throughput widgets, and one with the demo's four (the idle scenario's)."""
     label = secrets.token_hex(3)
-    throughput = [
-        {"widget_id": w.widget_id, "name": w.name, "position": w.position, "code": w.code(api_base)}
-        for w in bench_widgets(widgets, THROUGHPUT_FIRST)
-    ]
+    throughput = [w.message(api_base) for w in bench_widgets(widgets, THROUGHPUT_FIRST)]
     demo = [
         {"widget_id": e.widget_id, "name": e.name, "position": e.position, "code": load_example(e.widget_id, api_base)}
         for e in EXAMPLES
@@ -264,8 +268,7 @@ async def benchmark(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
         stack.push_async_callback(asyncio.to_thread, drop_database, mongodb_url, database)
         env = dict(os.environ)
         upstream_port = free_port()
-        upstream_cmd = [PYTHON, "benchmarks/workload.py", "upstream", "--host", LOOPBACK, "--port", str(upstream_port)]
-        upstream = await start_process("upstream", upstream_cmd, env, log_dir)
+        upstream = await start_process("upstream", upstream_command(upstream_port, {}), env, log_dir)
         stack.push_async_callback(stop_process, upstream)
         api_base = f"http://{LOOPBACK}:{upstream_port}"
         await wait_http([f"{api_base}/healthz"], [upstream], STARTUP_TIMEOUT_S)

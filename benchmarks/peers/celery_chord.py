@@ -289,10 +289,7 @@ class Business:
 
 
 def business(label: str, widgets: list[BenchWidget], api_base: str) -> Business:
-    messages = [
-        {"widget_id": w.widget_id, "name": w.name, "position": w.position, "code": w.code(api_base)} for w in widgets
-    ]
-    return Business(f"bench-{label}-{secrets.token_hex(3)}", messages)
+    return Business(f"bench-{label}-{secrets.token_hex(3)}", [w.message(api_base) for w in widgets])
 
 
 def submitter(app: Celery, config: PeerConfig, target: Business, sender: ThreadPoolExecutor) -> Submit:
