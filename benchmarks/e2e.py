@@ -70,7 +70,7 @@ from benchmarks.harness import (
     isolated_vhost,
     machine_facts,
     relative,
-    run_bounded,
+    run_report,
     start_process,
     stop_process,
     wait_http,
@@ -78,7 +78,6 @@ from benchmarks.harness import (
 )
 from benchmarks.load import (
     Outcome,
-    ServingError,
     Submit,
     Watch,
     closed_loop,
@@ -537,17 +536,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    try:
-        report = run_bounded(lambda: benchmark(args, stamp), args.timeout + CLEANUP_GRACE_S)
-    except (BenchmarkError, ServingError) as exc:
-        print(f"e2e: error: {exc}", file=sys.stderr)
-        return 1
-    except asyncio.CancelledError:
-        print("e2e: interrupted; what it started is stopped", file=sys.stderr)
-        return 130
-    except TimeoutError:
-        print(f"e2e: error: gave up after {args.timeout + CLEANUP_GRACE_S:.0f}s", file=sys.stderr)
-        return 1
+    report = run_report("e2e", lambda: benchmark(args, stamp), args.timeout + CLEANUP_GRACE_S)
+    if isinstance(report, int):
+        return report
     print_report(report)
     path = write_report(report, args.output or RESULTS_DIR / f"e2e-{stamp}.json")
     print(f"results:     {relative(path)}")

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
+from aio_pika.exceptions import AMQPError
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
@@ -163,6 +164,27 @@ def run_bounded(main: Callable[[], Coroutine[Any, Any, T]], bound_s: float) -> T
         return await asyncio.wait_for(main(), bound_s)
 
     return asyncio.run(guarded())
+
+
+def run_report(
+    name: str, main: Callable[[], Coroutine[Any, Any, dict[str, Any]]], bound_s: float
+) -> dict[str, Any] | int:
+    """``run_bounded`` for a benchmark that returns its report: the report, or else the exit
+    code after a one-line message (1: it failed or gave up, 130: it was interrupted)."""
+    try:
+        return run_bounded(main, bound_s)
+    except BenchmarkError as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return 1
+    except TimeoutError:  # before OSError, of which it is one
+        print(f"{name}: error: gave up after {bound_s:g}s", file=sys.stderr)
+        return 1
+    except (AMQPError, PyMongoError, OSError) as exc:  # the broker or the database out of reach, say
+        print(f"{name}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except asyncio.CancelledError:
+        print(f"{name}: interrupted; what it started is stopped", file=sys.stderr)
+        return 130
 
 
 def rabbitmqctl_output(*args: str, node: str | None = None, timeout_s: float = 120) -> str:

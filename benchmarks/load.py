@@ -19,11 +19,13 @@ from typing import Any
 
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 
+from benchmarks.cpu import CpuMeter, per_sidebar_ms
+from benchmarks.harness import BenchmarkError
 from benchmarks.workload import stats_ms
 from shared.topology import SIDEBAR_READY_PREFIX, SIDEBAR_WIDGET_PREFIX
 
 
-class ServingError(Exception):
+class ServingError(BenchmarkError):
     """The system under test never answered a probe."""
 
 
@@ -236,3 +238,26 @@ async def until_serving(watch: Watch, submit: Submit, deadline: float, probe_wai
                 f"no sidebar for a probe event within {time.monotonic() - started:.0f}s; errors {dict(probe.errors)}"
             )
         await asyncio.sleep(0.5)
+
+
+async def measured_throughput(
+    watch: Watch,
+    submit: Submit,
+    meter: CpuMeter,
+    *,
+    warmup: int,
+    events: int,
+    concurrency: int,
+    widgets: int,
+    deadline: float,
+) -> dict[str, Any]:
+    """A peer's throughput run: ``warmup`` events unmeasured, then a closed loop of ``events``
+    with the CPU each component spent per sidebar (``benchmarks/cpu.py``)."""
+    if warmup:
+        await closed_loop(watch, submit, warmup, concurrency, deadline)
+    cpu_before = meter.snapshot()
+    outcome = await closed_loop(watch, submit, events, concurrency, deadline)
+    summary = outcome.summary(widgets)
+    summary["cpu_ms_per_sidebar"] = per_sidebar_ms(cpu_before, meter.snapshot(), len(outcome.timings))
+    summary["config"] = {"events": events, "concurrency": concurrency, "widgets": widgets}
+    return summary

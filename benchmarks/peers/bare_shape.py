@@ -46,7 +46,7 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 from pymongo import AsyncMongoClient, MongoClient
 
-from benchmarks.cpu import CpuMeter, per_sidebar_ms
+from benchmarks.cpu import CpuMeter
 from benchmarks.cpu import describe as describe_cpu
 from benchmarks.e2e import IDLE_GAP_S, idle_summary, upstream_command
 from benchmarks.harness import (
@@ -62,13 +62,20 @@ from benchmarks.harness import (
     isolated_vhost,
     machine_facts,
     relative,
-    run_bounded,
+    run_report,
     start_process,
     stop_process,
     wait_http,
     write_report,
 )
-from benchmarks.load import ServingError, Submit, closed_loop, spaced, until_serving, watch_sidebars
+from benchmarks.load import (
+    Submit,
+    closed_loop,
+    measured_throughput,
+    spaced,
+    until_serving,
+    watch_sidebars,
+)
 from benchmarks.workload import THROUGHPUT_FIRST, bench_context, bench_widgets, run_widget_code
 from demo.examples import EXAMPLES, load_example
 from shared.topology import EXCHANGE, SIDEBAR_READY_PREFIX, SIDEBAR_WIDGET_PREFIX
@@ -310,15 +317,17 @@ async def benchmark(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
         await until_serving(watch, submit, min(deadline, time.monotonic() + STARTUP_TIMEOUT_S))
         print(f"bare shape: services up, logs in {relative(log_dir)}", flush=True)
         if "throughput" in args.scenarios:
-            if args.warmup:
-                await closed_loop(watch, submit, args.warmup, args.concurrency, deadline)
             meter = CpuMeter({**{name: [p.proc.pid] for name, p in started.items()}, "upstream": [upstream.proc.pid]})
-            cpu_before = meter.snapshot()
-            outcome = await closed_loop(watch, submit, args.events, args.concurrency, deadline)
-            summary = outcome.summary(args.widgets)
-            summary["cpu_ms_per_sidebar"] = per_sidebar_ms(cpu_before, meter.snapshot(), len(outcome.timings))
-            summary["config"] = {"events": args.events, "concurrency": args.concurrency, "widgets": args.widgets}
-            report["scenarios"]["throughput"] = summary
+            report["scenarios"]["throughput"] = await measured_throughput(
+                watch,
+                submit,
+                meter,
+                warmup=args.warmup,
+                events=args.events,
+                concurrency=args.concurrency,
+                widgets=args.widgets,
+                deadline=deadline,
+            )
         if "idle" in args.scenarios:
             submit = submitter(idle_id)
             watch = await watch_sidebars(channel, exchange, idle_id)
@@ -367,14 +376,9 @@ def main(argv: list[str] | None = None) -> int:
         serve(executor(args.amqp, args.queues))
         return 0
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    try:
-        report = run_bounded(lambda: benchmark(args, stamp), args.timeout + CLEANUP_GRACE_S)
-    except (BenchmarkError, ServingError) as exc:
-        print(f"bare_shape: error: {exc}", file=sys.stderr)
-        return 1
-    except asyncio.CancelledError:
-        print("bare_shape: interrupted; what it started is stopped", file=sys.stderr)
-        return 130
+    report = run_report("bare_shape", lambda: benchmark(args, stamp), args.timeout + CLEANUP_GRACE_S)
+    if isinstance(report, int):
+        return report
     print_report(report)
     path = write_report(report, args.output or RESULTS_DIR / f"bare-shape-{args.queues}-{stamp}.json")
     print(f"results: {relative(path)}")

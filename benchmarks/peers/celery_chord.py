@@ -51,7 +51,7 @@ from celery import Celery, chord
 from kombu import Exchange
 from pymongo import MongoClient
 
-from benchmarks.cpu import CpuMeter, per_sidebar_ms
+from benchmarks.cpu import CpuMeter
 from benchmarks.cpu import describe as describe_cpu
 from benchmarks.harness import (
     DEFAULT_MONGODB_URL,
@@ -66,13 +66,20 @@ from benchmarks.harness import (
     isolated_vhost,
     machine_facts,
     relative,
-    run_bounded,
+    run_report,
     start_process,
     stop_process,
     wait_http,
     write_report,
 )
-from benchmarks.load import ServingError, Submit, closed_loop, open_loop, until_serving, watch_sidebars
+from benchmarks.load import (
+    Submit,
+    closed_loop,
+    measured_throughput,
+    open_loop,
+    until_serving,
+    watch_sidebars,
+)
 from benchmarks.workload import (
     REALISTIC_FIRST,
     THROUGHPUT_FIRST,
@@ -373,15 +380,17 @@ async def benchmark(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
         print(f"chord {args.variant}: worker up, logs in {relative(log_dir)}", flush=True)
         if "throughput" in args.scenarios:
             watch, submit = await prepared("throughput", throughput_widgets, cards=False)
-            if args.warmup:
-                await closed_loop(watch, submit, args.warmup, args.concurrency, deadline)
             meter = CpuMeter({"celery worker": [worker.proc.pid], "upstream": [upstream.proc.pid]})
-            cpu_before = meter.snapshot()
-            outcome = await closed_loop(watch, submit, args.events, args.concurrency, deadline)
-            summary = outcome.summary(args.widgets)
-            summary["cpu_ms_per_sidebar"] = per_sidebar_ms(cpu_before, meter.snapshot(), len(outcome.timings))
-            summary["config"] = {"events": args.events, "concurrency": args.concurrency, "widgets": args.widgets}
-            report["scenarios"]["throughput"] = summary
+            report["scenarios"]["throughput"] = await measured_throughput(
+                watch,
+                submit,
+                meter,
+                warmup=args.warmup,
+                events=args.events,
+                concurrency=args.concurrency,
+                widgets=args.widgets,
+                deadline=deadline,
+            )
         if "open-loop" in args.scenarios:
             watch, submit = await prepared("open-loop", realistic)
             await closed_loop(watch, submit, 2, 1, deadline)
@@ -435,17 +444,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    try:
-        report = run_bounded(lambda: benchmark(args, stamp), args.timeout + CLEANUP_GRACE_S)
-    except (BenchmarkError, ServingError) as exc:
-        print(f"celery_chord: error: {exc}", file=sys.stderr)
-        return 1
-    except asyncio.CancelledError:
-        print("celery_chord: interrupted; what it started is stopped", file=sys.stderr)
-        return 130
-    except TimeoutError:
-        print(f"celery_chord: error: gave up after {args.timeout + CLEANUP_GRACE_S:.0f}s", file=sys.stderr)
-        return 1
+    report = run_report("celery_chord", lambda: benchmark(args, stamp), args.timeout + CLEANUP_GRACE_S)
+    if isinstance(report, int):
+        return report
     for name, result in report["scenarios"].items():
         latency = result["latency_ms"]
         print(
