@@ -15,6 +15,7 @@ from typing import Any
 from executor.runner import RunOutcome
 
 _CHUNK = 64 * 1024
+_READS_PER_WAKEUP = 4  # 256 KiB at most, as much as one read of asyncio's pipe transport
 # Error types of a process the sandbox had to stop, or that died: never reused, and they keep their status.
 STOPPED = ("memory", "cpu_limit", "crashed", "sandbox_failure")
 
@@ -52,22 +53,28 @@ def read_pipe_capped(fd: int, limit: int) -> asyncio.Future[Capture]:
             os.close(fd)
 
     def on_readable() -> None:
+        # A few reads a wake-up, enough for a result and its EOF at once; never a loop to
+        # the end: a widget that writes without pause must not keep the event loop (and
+        # every other job's timers) in here.
         if future.done():  # cancelled: its done callback closes the fd
             return
-        try:
-            while chunk := os.read(fd, _CHUNK):
-                capture.total += len(chunk)
-                room = limit - len(capture.data)
-                if room > 0:
-                    capture.data += chunk[:room]
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            close()
-            future.set_exception(exc)
-            return
-        close()
-        future.set_result(capture)
+        for _ in range(_READS_PER_WAKEUP):
+            try:
+                chunk = os.read(fd, _CHUNK)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                close()
+                future.set_exception(exc)
+                return
+            if not chunk:
+                close()
+                future.set_result(capture)
+                return
+            capture.total += len(chunk)
+            room = limit - len(capture.data)
+            if room > 0:
+                capture.data += chunk[:room]
 
     try:
         os.set_blocking(fd, False)

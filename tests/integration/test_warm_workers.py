@@ -598,3 +598,15 @@ async def test_an_outcome_carries_the_widgets_own_time_within_the_jobs(runner: Z
         assert outcome.widget_s is not None, outcome
         assert 0 < outcome.widget_s <= outcome.duration_s
     assert burnt.widget_s is not None and burnt.widget_s >= 0.05  # it burnt that much CPU, so at least that long
+
+
+async def test_a_widget_that_floods_its_log_is_stopped_at_its_timeout_while_others_run(runner: ZygoteRunner) -> None:
+    flood = asyncio.create_task(
+        _run(runner, widget("while True:\n    print('x' * 100_000)"), widget_id="flood", timeout_s=2)
+    )
+    healthy = [await _run(runner) for _ in range(3)]  # served meanwhile by the same event loop
+    flooded = await flood
+    assert [outcome.status for outcome in healthy] == ["ok"] * 3
+    assert not flood.cancelled() and flooded.status == "timeout", flooded
+    assert flooded.logs_truncated
+    assert len(flooded.logs.encode()) < 70 * 1024  # the 64 KiB cap and the truncation note
