@@ -44,11 +44,12 @@ def read_pipe_capped(fd: int, limit: int) -> asyncio.Future[Capture]:
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Capture] = loop.create_future()
     capture = Capture()
-    reading = [True]
+    reading = True
 
     def close() -> None:
-        if reading[0]:
-            reading[0] = False
+        nonlocal reading
+        if reading:
+            reading = False
             loop.remove_reader(fd)
             os.close(fd)
 
